@@ -1,0 +1,113 @@
+"""The storage contract: what every engine adapter (DuckDB now, ClickHouse later) must do.
+
+No SQL here. Each adapter implements ``Store``; ``tests/storage/test_conformance.py`` runs the same
+suite against every adapter. An operation an engine cannot do is refused with
+``UnsupportedQuery`` naming it, never approximated silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from tracehive.model.batch import EventBatch, MetricBatch
+    from tracehive.query.spec import QuerySpec
+    from tracehive.storage.schema import ColumnInfo
+
+
+class StorageError(Exception):
+    """The engine failed; the caller may retry the write later (nothing is acknowledged twice)."""
+
+
+class UnsupportedQuery(ValueError):
+    """The query asks for something this engine cannot compute exactly."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which rows a read may see: one environment and some of its datasets (None = all)."""
+
+    env_id: int
+    dataset_ids: tuple[int, ...] | None = None
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Rows ready to write: the canonical batch plus routing resolved by the pipeline.
+
+    ``dataset_ids[i]`` is the dataset of row i; ``wal_end`` is the WAL position this write makes
+    durable in the store (written in the same transaction, so replay after a crash skips it).
+    """
+
+    env_ids: list[int]
+    dataset_ids: list[int]
+    events: EventBatch
+    wal_end: int
+
+
+@dataclass(slots=True)
+class QueryData:
+    """The result of one query, engine-neutral: ``results`` rows and ``series`` rows are dicts
+    keyed by breakdown names and result names (``COUNT``, ``P90(duration_ms)``, ...)."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    series: list[dict[str, Any]] = field(default_factory=list)  # each has "time" (epoch s) + keys
+    start_time: int = 0
+    end_time: int = 0
+    granularity: int = 0
+
+
+@dataclass(slots=True)
+class TraceSummary:
+    trace_id: bytes
+    start_ns: int
+    duration_ms: float
+    span_count: int
+    error: bool
+    root_service: str | None
+    root_name: str | None
+    services: list[str]
+
+
+class Store(Protocol):
+    """An event store. Methods are called from worker threads, never from the event loop."""
+
+    def write(self, batch: WriteBatch) -> None:
+        """Append rows. MUST be atomic with recording ``batch.wal_end`` (see ``wal_position``)."""
+
+    def write_metrics(self, env_id: int, dataset_ids: list[int], metrics: MetricBatch) -> None:
+        """Append metric points."""
+
+    def wal_position(self) -> int:
+        """The highest ``wal_end`` durably written; 0 for an empty store."""
+
+    def columns(self, scope: Scope) -> list[ColumnInfo]:
+        """Every query-visible column with data in the scope (fixed ones first)."""
+
+    def run_query(self, scope: Scope, spec: QuerySpec, now_s: int) -> QueryData:
+        """Run a validated Honeycomb query spec. MUST weight COUNT-like results by samplerate."""
+
+    def get_trace(self, env_id: int, trace_id: bytes) -> list[dict[str, Any]]:
+        """All rows of one trace (any dataset of the environment), as query-name dicts."""
+
+    def search_traces(
+        self,
+        scope: Scope,
+        spec: QuerySpec,
+        trace_filters: list[dict[str, Any]],
+        now_s: int,
+        limit: int,
+    ) -> list[TraceSummary]:
+        """Traces with at least one row matching ``spec.filters`` in the time window, whose
+        trace-level fields match ``trace_filters`` (``duration_ms``, ``root.name``,
+        ``root.service.name``, ``service.name`` (any service touched), ``span_count``, ``error``)."""
+
+    def delete_before(self, env_id: int, ts_ns: int) -> int:
+        """Retention: remove rows older than ``ts_ns``; returns the count removed."""
+
+    def checkpoint(self) -> None:
+        """Make written data compact on disk (no-op where the engine does it itself)."""
+
+    def close(self) -> None:
+        """Flush and release the engine."""
