@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from tracehive.model.batch import EventBatch, MetricBatch
+    import pyarrow as pa
+
+    from tracehive.model.batch import MetricBatch
     from tracehive.query.spec import QuerySpec
     from tracehive.storage.schema import ColumnInfo
 
@@ -30,20 +32,6 @@ class Scope:
 
     env_id: int
     dataset_ids: tuple[int, ...] | None = None
-
-
-@dataclass(slots=True)
-class WriteBatch:
-    """Rows ready to write: the canonical batch plus routing resolved by the pipeline.
-
-    ``dataset_ids[i]`` is the dataset of row i; ``wal_end`` is the WAL position this write makes
-    durable in the store (written in the same transaction, so replay after a crash skips it).
-    """
-
-    env_ids: list[int]
-    dataset_ids: list[int]
-    events: EventBatch
-    wal_end: int
 
 
 @dataclass(slots=True)
@@ -73,11 +61,16 @@ class TraceSummary:
 class Store(Protocol):
     """An event store. Methods are called from worker threads, never from the event loop."""
 
-    def write(self, batch: WriteBatch) -> None:
-        """Append rows. MUST be atomic with recording ``batch.wal_end`` (see ``wal_position``)."""
-
-    def write_metrics(self, env_id: int, dataset_ids: list[int], metrics: MetricBatch) -> None:
-        """Append metric points."""
+    def write(
+        self,
+        table: pa.Table | None,
+        metrics: list[tuple[int, list[int], MetricBatch]],
+        wal_end: int,
+    ) -> None:
+        """Append events (Arrow, shaped by ``storage.arrow.to_arrow``: fixed columns by physical
+        name, attributes as ``"<type>:<key>"``) and metric points ``(env_id, dataset ids per
+        point, batch)``. MUST record ``wal_end`` in the same transaction (see ``wal_position``);
+        with no rows it still records ``wal_end``."""
 
     def wal_position(self) -> int:
         """The highest ``wal_end`` durably written; 0 for an empty store."""
@@ -105,6 +98,9 @@ class Store(Protocol):
 
     def delete_before(self, env_id: int, ts_ns: int) -> int:
         """Retention: remove rows older than ``ts_ns``; returns the count removed."""
+
+    def resolve(self, name: str) -> Any:
+        """A query name -> the engine's column description, or None when unknown."""
 
     def checkpoint(self) -> None:
         """Make written data compact on disk (no-op where the engine does it itself)."""

@@ -104,16 +104,16 @@ PHYSICAL_FIXED: tuple[tuple[str, str], ...] = (
     ("name", "VARCHAR"),
     ("service", "VARCHAR"),
     ("kind", "VARCHAR"),
-    ("status_code", "UTINYINT"),
+    ("status_code", "INTEGER"),
     ("status_message", "VARCHAR"),
     ("error", "BOOLEAN"),
     ("signal", "VARCHAR"),
     ("library_name", "VARCHAR"),
     ("library_version", "VARCHAR"),
-    ("samplerate", "UINTEGER"),
+    ("samplerate", "BIGINT"),
     ("body", "VARCHAR"),
     ("severity_text", "VARCHAR"),
-    ("severity_number", "UTINYINT"),
+    ("severity_number", "INTEGER"),
 )
 
 #: DuckDB column type of a dynamic attribute column, by model attribute type.

@@ -1,0 +1,384 @@
+"""The embedded store: one DuckDB file under the data dir (``store.duckdb``).
+
+Writes come from a single writer thread (the pipeline's); reads use their own cursors, so queries
+run concurrently with ingest (DuckDB's MVCC). See ``storage/schema.py`` for the table design.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tracehive.model.batch import MetricBatch
+from tracehive.storage.api import QueryData, Scope, StorageError, TraceSummary
+from tracehive.storage.arrow import split_attr_field
+from tracehive.storage.schema import (
+    ATTR_SQL_TYPE,
+    FIXED,
+    PHYSICAL_FIXED,
+    AttrColumn,
+    ColumnInfo,
+    FixedColumn,
+)
+
+#: Beyond this many attribute columns new keys are dropped (and counted) rather than widening the
+#: table further; DuckDB handles wide tables, but each column costs per row group.
+MAX_ATTR_COLUMNS = 4000
+
+if TYPE_CHECKING:
+    from tracehive.query.spec import QuerySpec
+
+Resolved = FixedColumn | list[AttrColumn]
+
+
+class DuckDBStore:
+    """``storage.api.Store`` on an embedded DuckDB database."""
+
+    def __init__(self, path: Path | str, *, memory_limit: str = "512MB", threads: int = 2):
+        self.path = str(path)
+        try:
+            self._con = duckdb.connect(
+                self.path, config={"memory_limit": memory_limit, "threads": threads}
+            )
+        except duckdb.Error as exc:
+            raise StorageError(f"cannot open {self.path}: {exc}") from exc
+        self._write_lock = threading.Lock()
+        self._create_schema()
+        self._attr_by_field: dict[str, AttrColumn] = {}
+        self._attr_by_name: dict[str, list[AttrColumn]] = {}
+        self._attr_ids: dict[str, int] = {}
+        self._load_attr_columns()
+        self._dataset_columns_seen: set[tuple[int, int, int]] = set()
+        self.dropped_attr_values = 0
+
+    # -- schema -----------------------------------------------------------------------------
+    def _create_schema(self) -> None:
+        cols = ", ".join(f"{name} {type_}" for name, type_ in PHYSICAL_FIXED)
+        self._con.execute(f"CREATE TABLE IF NOT EXISTS events ({cols})")
+        ddl = resources.files("tracehive.storage.duckdb").joinpath("ddl.sql").read_text()
+        self._con.execute(ddl)
+
+    def _load_attr_columns(self) -> None:
+        rows = self._con.execute(
+            "SELECT id, key, attr_type, physical FROM attr_columns ORDER BY id"
+        ).fetchall()
+        for id_, key, attr_type, physical in rows:
+            self._remember(id_, AttrColumn(key, physical, attr_type))
+
+    def _remember(self, id_: int, col: AttrColumn) -> None:
+        field = f"{col.attr_type}:{col.name}"
+        self._attr_by_field[field] = col
+        self._attr_ids[field] = id_
+        self._attr_by_name.setdefault(col.name, []).append(col)
+
+    def _add_attr_columns(self, fields: list[str]) -> None:
+        """Add a typed physical column per new attribute field (``"s:http.method"``)."""
+        next_id = len(self._attr_ids) + 1
+        for field in fields:
+            if next_id > MAX_ATTR_COLUMNS:
+                return
+            key, attr_type = split_attr_field(field)  # type: ignore[misc]
+            physical = f"a{next_id}"
+            self._con.execute(
+                f"ALTER TABLE events ADD COLUMN {physical} {ATTR_SQL_TYPE[attr_type]}"
+            )
+            self._con.execute(
+                "INSERT INTO attr_columns VALUES (?, ?, ?, ?)", [next_id, key, attr_type, physical]
+            )
+            self._remember(next_id, AttrColumn(key, physical, attr_type))
+            next_id += 1
+
+    # -- writes -----------------------------------------------------------------------------
+    def write(
+        self,
+        table: pa.Table | None,
+        metrics: list[tuple[int, list[int], MetricBatch]],
+        wal_end: int,
+    ) -> None:
+        """Append events (an Arrow table shaped by ``storage.arrow.to_arrow``) and metric points,
+        and record ``wal_end``, all in one transaction (exactly-once replay depends on it)."""
+        with self._write_lock:
+            try:
+                self._write(table, metrics, wal_end)
+            except duckdb.Error as exc:
+                try:
+                    self._con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                raise StorageError(str(exc)) from exc
+
+    def _write(
+        self,
+        table: pa.Table | None,
+        metrics: list[tuple[int, list[int], MetricBatch]],
+        wal_end: int,
+    ) -> None:
+        con = self._con
+        if table is None or table.num_rows == 0:
+            con.execute("BEGIN")
+            for env_id, dataset_ids, batch in metrics:
+                self._insert_metrics(env_id, dataset_ids, batch)
+            con.execute(
+                "UPDATE store_state SET value = greatest(value, ?) WHERE key = 'wal_position'",
+                [wal_end],
+            )
+            con.execute("COMMIT")
+            return
+        new = [
+            f
+            for f in table.column_names
+            if split_attr_field(f) is not None and f not in self._attr_by_field
+        ]
+        if new:
+            self._add_attr_columns(new)
+        keep, physical = [], []
+        for i, f in enumerate(table.column_names):
+            if split_attr_field(f) is None:
+                keep.append(i)
+                physical.append(f)
+            elif f in self._attr_by_field:
+                keep.append(i)
+                physical.append(self._attr_by_field[f].physical)
+            else:
+                self.dropped_attr_values += table.column(i).length() - table.column(i).null_count
+        seq = int(self._con.execute("SELECT value FROM store_state WHERE key='seq'").fetchone()[0])
+        seq += 1
+        t = table.select(keep).rename_columns(physical)
+        t = t.append_column("seq", pa.array(np.full(t.num_rows, seq, dtype=np.uint64)))
+        trace_keys = _trace_keys(t.column("trace_id"))
+        now_ns = time.time_ns()
+        ds_cols = self._dataset_column_rows(table, now_ns)
+        con.execute("BEGIN")
+        for env_id, dataset_ids, batch in metrics:
+            self._insert_metrics(env_id, dataset_ids, batch)
+        con.register("_incoming", t)
+        try:
+            con.execute("INSERT INTO events BY NAME SELECT * FROM _incoming")
+        finally:
+            con.unregister("_incoming")
+        if len(trace_keys):
+            tk = pa.table({"trace_key": trace_keys, "seq": np.full(len(trace_keys), seq, np.uint64)})
+            con.register("_tk", tk)
+            con.execute("INSERT INTO trace_index SELECT * FROM _tk")
+            con.unregister("_tk")
+        if ds_cols:
+            con.executemany(
+                "INSERT INTO dataset_columns VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE "
+                "SET last_written_ns = excluded.last_written_ns",
+                ds_cols,
+            )
+        con.execute(
+            "UPDATE store_state SET value = CASE key WHEN 'seq' THEN ? ELSE greatest(value, ?) END "
+            "WHERE key IN ('seq', 'wal_position')",
+            [seq, wal_end],
+        )
+        con.execute("COMMIT")
+        self._dataset_columns_seen.update((r[0], r[1], r[2]) for r in ds_cols)
+
+    def _dataset_column_rows(self, table: pa.Table, now_ns: int) -> list[tuple[int, int, int, int]]:
+        """(env, dataset, column id, now) for attribute columns written per dataset. Only pairs
+        not seen yet in this process, plus a refresh of last_written once a minute."""
+        pairs = pc.unique(
+            pc.add(
+                pc.multiply(pc.cast(table.column("env_id"), pa.uint64()), 2**32),
+                pc.cast(table.column("dataset_id"), pa.uint64()),
+            )
+        ).to_pylist()
+        out = []
+        refresh = (now_ns // 60_000_000_000) != getattr(self, "_last_refresh_min", None)
+        self._last_refresh_min = now_ns // 60_000_000_000
+        for pair in pairs:
+            env_id, dataset_id = pair >> 32, pair & 0xFFFFFFFF
+            mask = None
+            if len(pairs) > 1:
+                mask = pc.and_(
+                    pc.equal(table.column("env_id"), env_id),
+                    pc.equal(table.column("dataset_id"), dataset_id),
+                )
+            for f in table.column_names:
+                col_id = self._attr_ids.get(f)
+                if col_id is None:
+                    continue
+                key = (env_id, dataset_id, col_id)
+                if key in self._dataset_columns_seen and not refresh:
+                    continue
+                column = table.column(f)
+                if mask is not None:
+                    column = pc.filter(column, mask)
+                if column.null_count < len(column):
+                    out.append((env_id, dataset_id, col_id, now_ns))
+        return out
+
+    def _insert_metrics(self, env_id: int, dataset_ids: list[int], metrics: MetricBatch) -> None:
+        rows = [
+            (
+                env_id, ds, p.ts_ns, p.start_ts_ns, p.name, p.kind, p.service, p.unit,
+                p.description, p.value, p.is_monotonic, p.temporality, p.count, p.sum, p.min,
+                p.max, p.bucket_counts, p.explicit_bounds, p.scale, p.zero_count,
+                p.positive_offset, p.positive_counts, p.negative_offset, p.negative_counts,
+                [{"q": q, "v": v} for q, v in p.quantiles] if p.quantiles is not None else None,
+                orjson.dumps(p.attributes, default=str).decode(),
+            )
+            for p, ds in zip(metrics.points, dataset_ids, strict=True)
+        ]  # fmt: skip
+        if rows:
+            self._con.executemany(
+                "INSERT INTO metric_points VALUES (" + ", ".join(["?"] * 26) + ")", rows
+            )
+
+    def wal_position(self) -> int:
+        row = self._con.cursor().execute(
+            "SELECT value FROM store_state WHERE key = 'wal_position'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- reads ------------------------------------------------------------------------------
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self._con.cursor()
+
+    def resolve(self, name: str) -> Resolved | None:
+        """A query name -> its fixed column, or the attribute's typed columns, or None."""
+        fixed = FIXED.get(name)
+        if fixed is not None:
+            return fixed
+        cols = self._attr_by_name.get(name)
+        return list(cols) if cols else None
+
+    def columns(self, scope: Scope) -> list[ColumnInfo]:
+        out = [ColumnInfo(c.name, c.type, True) for c in FIXED.values()]
+        sql = (
+            "SELECT column_id, max(last_written_ns) FROM dataset_columns WHERE env_id = ?"
+            + _dataset_filter(scope)
+            + " GROUP BY column_id ORDER BY column_id"
+        )
+        by_id = {v: k for k, v in self._attr_ids.items()}
+        for col_id, last in self.cursor().execute(sql, _scope_params(scope)).fetchall():
+            col = self._attr_by_field.get(by_id.get(col_id, ""))
+            if col is not None and col.name not in FIXED:
+                out.append(ColumnInfo(col.name, col.type, False, last))
+        return out
+
+    def run_query(
+        self, scope: Scope, spec: QuerySpec, now_s: int, include_series: bool = True
+    ) -> QueryData:
+        from tracehive.storage.duckdb.query import run_query
+
+        return run_query(self.cursor(), scope, spec, self.resolve, now_s, include_series)
+
+    def search_traces(
+        self,
+        scope: Scope,
+        spec: QuerySpec,
+        trace_filters: list[dict[str, Any]],
+        now_s: int,
+        limit: int,
+    ) -> list[TraceSummary]:
+        from tracehive.storage.duckdb.traces import search_traces
+
+        return search_traces(self.cursor(), scope, spec, trace_filters, self.resolve, now_s, limit)
+
+    def get_trace(self, env_id: int, trace_id: bytes) -> list[dict[str, Any]]:
+        """Every row of the trace, with query names (fixed) and attribute names as keys."""
+        cur = self.cursor()
+        key = int.from_bytes(trace_id[:8], "big")
+        seqs = [
+            r[0]
+            for r in cur.execute(
+                "SELECT DISTINCT seq FROM trace_index WHERE trace_key = ?", [key]
+            ).fetchall()
+        ]
+        if not seqs:
+            return []
+        seq_filter = " OR ".join(["seq = ?"] * len(seqs))
+        attrs = [c for cols in self._attr_by_name.values() for c in cols]
+        select = ", ".join(
+            ["dataset_id", "signal", "ts_ns", "dur_ns", "span_id", "parent_id"]
+            + [f"{c.sql()} AS \"{n}\"" for n, c in FIXED.items() if n not in _TRACE_RAW]
+            + [c.physical for c in attrs]
+        )
+        sql = (
+            f"SELECT {select} FROM events WHERE env_id = ? AND ({seq_filter}) AND trace_id = ? "
+            "ORDER BY ts_ns"
+        )
+        rel = cur.execute(sql, [env_id, *seqs, trace_id])
+        names = [d[0] for d in rel.description]
+        physical_to_attr = {c.physical: c for c in attrs}
+        out = []
+        for row in rel.fetchall():
+            rec: dict[str, Any] = {"attributes": {}}
+            for name, value in zip(names, row, strict=True):
+                col = physical_to_attr.get(name)
+                if col is None:
+                    rec[name] = value
+                elif value is not None:
+                    rec["attributes"][col.name] = value
+            out.append(rec)
+        return out
+
+    # -- maintenance ------------------------------------------------------------------------
+    def delete_before(self, env_id: int, ts_ns: int) -> int:
+        with self._write_lock:
+            cur = self._con.cursor()
+            n = cur.execute(
+                "DELETE FROM events WHERE env_id = ? AND ts_ns < ?", [env_id, ts_ns]
+            ).fetchone()[0]
+            cur.execute("DELETE FROM metric_points WHERE env_id = ? AND ts_ns < ?", [env_id, ts_ns])
+            # trace_index rows whose seq no longer has events are harmless (the lookup finds no
+            # rows); they are trimmed when no event of that seq remains.
+            cur.execute(
+                "DELETE FROM trace_index WHERE seq < (SELECT coalesce(min(seq), 0) FROM events)"
+            )
+            return int(n)
+
+    def checkpoint(self) -> None:
+        with self._write_lock:
+            self._con.execute("CHECKPOINT")
+
+    def close(self) -> None:
+        with self._write_lock:
+            try:
+                self._con.execute("CHECKPOINT")
+            finally:
+                self._con.close()
+
+
+_TRACE_RAW = {"duration_ms"}
+
+
+def _dataset_filter(scope: Scope) -> str:
+    if scope.dataset_ids is None:
+        return ""
+    if not scope.dataset_ids:
+        return " AND false"
+    return " AND dataset_id IN (" + ", ".join(["?"] * len(scope.dataset_ids)) + ")"
+
+
+def _scope_params(scope: Scope) -> list[int]:
+    return [scope.env_id, *(scope.dataset_ids or ())]
+
+
+def _trace_keys(trace_ids: pa.ChunkedArray) -> np.ndarray:
+    """Distinct first-8-bytes of the 16-byte trace ids, as uint64 (big-endian)."""
+    ids = pc.drop_null(trace_ids).combine_chunks()
+    if len(ids) == 0:
+        return np.empty(0, np.uint64)
+    lengths = pc.binary_length(ids)
+    if pc.min(lengths).as_py() != 16 or pc.max(lengths).as_py() != 16:
+        ids = pc.filter(ids, pc.equal(lengths, 16))
+        ids = pa.array(ids.to_pylist(), pa.binary())
+        if len(ids) == 0:
+            return np.empty(0, np.uint64)
+    offset = ids.offset
+    data = np.frombuffer(ids.buffers()[2], dtype=np.uint8)
+    start = int(np.frombuffer(ids.buffers()[1], dtype=np.int32)[offset])
+    raw = data[start : start + 16 * len(ids)].reshape(-1, 16)[:, :8]
+    return np.unique(raw.copy().view(">u8").ravel()).astype(np.uint64)
