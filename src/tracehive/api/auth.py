@@ -45,7 +45,7 @@ def authenticate(services: Services, headers, permission: str | None) -> KeyInfo
     info = services.catalog.authenticate(key)
     if info is None:
         raise AuthFailure(401, UNKNOWN)
-    if permission is not None and permission not in info.permissions:
+    if permission is not None and not info.allows(permission):
         raise AuthFailure(403, f"this API key does not have the '{permission}' permission")
     return info
 
