@@ -15,7 +15,8 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from tracehive.ingest import otlp
-from tracehive.pipeline import Kind, Record
+from tracehive.ingest.dispatch import Kind
+from tracehive.pipeline import Record
 from tracehive.tenancy.catalog import INGEST
 
 from .auth import AuthFailure, authenticate

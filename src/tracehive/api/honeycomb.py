@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tracehive.pipeline import Kind, Record
+from tracehive.ingest.dispatch import Kind
+from tracehive.pipeline import Record
 from tracehive.query.spec import SpecError
 from tracehive.services import ALL_DATASETS, UnknownDataset
 from tracehive.tenancy.catalog import INGEST, QUERY, who_am_i

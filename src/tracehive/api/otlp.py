@@ -18,7 +18,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tracehive.ingest import otlp
-from tracehive.pipeline import Kind, Record
+from tracehive.ingest.dispatch import Kind
+from tracehive.pipeline import Record
 from tracehive.tenancy.catalog import INGEST
 
 from .auth import AuthFailure, require

@@ -7,12 +7,33 @@ did when it was acknowledged.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tracehive.ingest import honeycomb, otlp
 from tracehive.ingest.compression import decompress
 from tracehive.model.batch import EventBatch, MetricBatch
-from tracehive.pipeline.records import Kind, Record
+
+
+class Kind:
+    """What a request (and its WAL record) is: which decoder reads it."""
+
+    TRACES = "traces"
+    LOGS = "logs"
+    METRICS = "metrics"
+    HONEYCOMB_EVENT = "hc_event"
+    HONEYCOMB_BATCH = "hc_batch"
+
+
+class RecordLike(Protocol):
+    """The fields of ``pipeline.records.Record`` a decoder needs."""
+
+    kind: str
+    body: bytes
+    fmt: str
+    encoding: str
+    dataset: str
+    now_ns: int
+    meta: dict[str, str]
 
 
 @dataclass(slots=True)
@@ -25,7 +46,7 @@ class IngestResult:
     statuses: list[dict[str, Any]] = field(default_factory=list)  # Honeycomb batch replies
 
 
-def decode_record(record: Record, max_decoded_bytes: int) -> IngestResult:
+def decode_record(record: RecordLike, max_decoded_bytes: int) -> IngestResult:
     """Decompress and decode. Raises the protocol's error types (``otlp.DecodeError``,
     ``honeycomb.EventError``, compression errors) for a bad request."""
     body = decompress(record.body, record.encoding or None, max_decoded_bytes)

@@ -2,6 +2,6 @@
 and the batch writer. See ``Pipeline``."""
 
 from tracehive.pipeline.pipeline import Overloaded, Pipeline
-from tracehive.pipeline.records import Kind, Prepared, Record
+from tracehive.pipeline.records import Prepared, Record
 
-__all__ = ["Kind", "Overloaded", "Pipeline", "Prepared", "Record"]
+__all__ = ["Overloaded", "Pipeline", "Prepared", "Record"]

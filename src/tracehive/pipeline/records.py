@@ -17,17 +17,9 @@ from tracehive.model.batch import MetricBatch
 _LEN = struct.Struct("<I")
 
 
-class Kind:
-    TRACES = "traces"
-    LOGS = "logs"
-    METRICS = "metrics"
-    HONEYCOMB_EVENT = "hc_event"
-    HONEYCOMB_BATCH = "hc_batch"
-
-
 @dataclass(slots=True)
 class Record:
-    kind: str
+    kind: str  # ingest.dispatch.Kind
     env_id: int
     body: bytes
     fmt: str = "protobuf"  # OTLP: protobuf | json

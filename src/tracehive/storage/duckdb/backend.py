@@ -47,7 +47,12 @@ class DuckDBStore:
         self.path = str(path)
         try:
             self._con = duckdb.connect(
-                self.path, config={"memory_limit": memory_limit, "threads": threads}
+                self.path, config={
+                    "memory_limit": memory_limit,
+                    "threads": threads,
+                    # Fewer, larger checkpoints: appends run ~2x faster (MEASUREMENTS.md).
+                    "checkpoint_threshold": "128MB",
+                },
             )
         except duckdb.Error as exc:
             raise StorageError(f"cannot open {self.path}: {exc}") from exc

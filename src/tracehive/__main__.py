@@ -1,0 +1,3 @@
+from tracehive.cli.main import main
+
+main()

@@ -1,0 +1,298 @@
+"""What every OTLP decoder shares: the result type, errors, value conversion and the row writer.
+
+Value mapping (the contract with the C decoder, ``_otlp_fast.c``): an OTLP ``AnyValue`` becomes a
+typed attribute ``(t, value)``:
+
+* string -> ``s``; bool -> ``b``; int -> ``i`` (an OTLP int is int64, so it always fits);
+* double -> ``f``; NaN is dropped (the store cannot compare it), +-inf are kept;
+* bytes -> ``s``, standard base64 with padding;
+* array / kvlist -> ``s``, compact JSON (``json.dumps(v, separators=(",", ":"),
+  ensure_ascii=False)``) of the natural Python value: nested strings, bools, ints and floats as
+  themselves (NaN/inf as ``NaN``/``Infinity``, as ``json.dumps`` writes them), bytes as base64,
+  an empty AnyValue as ``null``, a kvlist as an object (a repeated key: the last one wins);
+* an AnyValue with nothing set is dropped, and so is an attribute whose key is ``""``.
+
+A dropped attribute is as if it had not been sent: it does not override an earlier one with the
+same key. Otherwise the later of two attributes with one key wins, also across types (resource,
+then scope, then the record's own attributes).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from tracehive.model.batch import FIXED_COLUMNS, EventBatch, MetricBatch
+
+__all__ = [
+    "INT64_MAX",
+    "SERVICE_NAME",
+    "UNKNOWN_SERVICE",
+    "DecodeError",
+    "Decoded",
+    "RowWriter",
+    "clamp_ns",
+    "dataset_and_service",
+    "pb_attr_map",
+    "pb_plain",
+    "pb_value",
+    "to_json",
+]
+
+INT64_MAX = 2**63 - 1
+SERVICE_NAME = "service.name"
+# Honeycomb routes telemetry without a service.name to "unknown_service" (PROTOCOLS.md §6.1).
+UNKNOWN_SERVICE = "unknown_service"
+
+# Tagged values: (type, value) with type one of the model's attribute types (model/batch.py).
+TypedValue = tuple[str, Any]
+
+
+class DecodeError(ValueError):
+    """The payload is malformed; the message is shown to the client in a 400 google.rpc.Status."""
+
+
+@dataclass(slots=True)
+class Decoded:
+    """A decoded export request.
+
+    ``accepted``/``rejected`` count items of the signal (spans, log records, data points), not
+    rows: a span's events and links ride along with it. ``error_message`` is the OTLP
+    ``partial_success.error_message`` ("" when nothing was rejected).
+    """
+
+    events: EventBatch | None
+    metrics: MetricBatch | None
+    accepted: int
+    rejected: int
+    error_message: str
+
+
+def clamp_ns(value: int) -> int:
+    """OTLP times are fixed64; the store's are int64 (arrow.py refuses the whole batch past 2^63),
+    so a time past 2^63 - 1 ns (year 2262) is clamped rather than rejected."""
+    return value if value <= INT64_MAX else INT64_MAX
+
+
+def to_json(value: Any) -> str:
+    """The compact JSON text of an array/kvlist value (the C decoder writes the same text)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def pb_plain(av: Any) -> Any:
+    """A protobuf AnyValue as a natural Python value (for values nested in arrays and kvlists)."""
+    which = av.WhichOneof("value")
+    if which == "array_value":
+        return [pb_plain(v) for v in av.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: pb_plain(kv.value) for kv in av.kvlist_value.values}
+    if which == "bytes_value":
+        return b64(av.bytes_value)
+    if which is None or which == "string_value_strindex":  # strindex: profiles only, no table here
+        return None
+    return getattr(av, which)
+
+
+def pb_value(av: Any) -> TypedValue | None:
+    """A protobuf AnyValue as a typed attribute value, or None when it is dropped."""
+    which = av.WhichOneof("value")
+    if which == "string_value":
+        return "s", av.string_value
+    if which == "int_value":
+        return "i", av.int_value
+    if which == "bool_value":
+        return "b", av.bool_value
+    if which == "double_value":
+        v = av.double_value
+        return None if v != v else ("f", v)
+    if which == "bytes_value":
+        return "s", b64(av.bytes_value)
+    if which == "array_value" or which == "kvlist_value":
+        return "s", to_json(pb_plain(av))
+    return None
+
+
+def pb_attr_map(pb_attrs: Any) -> dict[str, TypedValue]:
+    """Repeated KeyValue -> {key: (t, v)}, dropped values left out, the last of a key winning."""
+    out: dict[str, TypedValue] = {}
+    for kv in pb_attrs:
+        key = kv.key
+        if key:
+            tv = pb_value(kv.value)
+            if tv is not None:
+                out[key] = tv
+    return out
+
+
+def dataset_and_service(resource: dict[str, TypedValue]) -> tuple[str, str | None]:
+    """Pop ``service.name`` from converted resource attributes: it routes the rows (Honeycomb
+    sends a resource's telemetry to the dataset named by its service.name) and has its own
+    column, so it never becomes an attribute whatever its type."""
+    tv = resource.pop(SERVICE_NAME, None)
+    if tv is not None and tv[0] == "s":
+        name = tv[1].strip()
+        if name:
+            return name, name
+    return UNKNOWN_SERVICE, None
+
+
+# put_pb's type hints: which scalar member a key's value was last time.
+_S, _I, _F, _B = 0, 1, 2, 3
+_MEMBERS = ("string_value", "int_value", "double_value", "bool_value")
+_TYPES = ("s", "i", "f", "b")
+_HINT_CODES = {member: code for code, member in enumerate(_MEMBERS)}
+
+
+class RowWriter:
+    """Builds an ``EventBatch`` without a Python object per row.
+
+    Fixed columns: each row is one tuple in ``FIXED_COLUMNS`` order, transposed at the end (one
+    C-level ``zip`` instead of 19 appends a row). Attribute columns live in ``cols[t][key]`` and
+    are preallocated to ``cap`` rows of None, so writing a value is one ``col[row] = v`` and a row
+    that lacks the key is already padded. ``reserve`` grows every column in place (callers hold
+    column lists across rows, so a column is never replaced).
+    """
+
+    __slots__ = ("cap", "cols", "hints", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+        self.cols: dict[str, dict[str, list[Any]]] = {"s": {}, "i": {}, "f": {}, "b": {}}
+        self.cap = 0
+        self.hints: dict[str, tuple[list[Any], int]] = {}  # see put_pb
+
+    def reserve(self, need: int) -> int:
+        """Make every attribute column at least ``need`` long; returns the new capacity."""
+        if need > self.cap:
+            new_cap = max(need, 2 * self.cap, 64)
+            pad = [None] * (new_cap - self.cap)
+            for by_key in self.cols.values():
+                for col in by_key.values():
+                    col.extend(pad)
+            self.cap = new_cap
+        return self.cap
+
+    def column(self, t: str, key: str) -> list[Any]:
+        by_key = self.cols[t]
+        col = by_key.get(key)
+        if col is None:
+            col = by_key[key] = [None] * self.cap
+        return col
+
+    def base(self, attrs: dict[str, TypedValue]) -> tuple[list[tuple[list[Any], Any]], dict]:
+        """Resolve merged resource/scope attributes once: ``(writes, seen)`` where ``writes`` is
+        ``[(column, value)]`` to copy into each row and ``seen`` maps key -> column, the start of
+        each row's override bookkeeping (see ``put``)."""
+        writes = []
+        seen = {}
+        for key, (t, v) in attrs.items():
+            col = self.column(t, key)
+            writes.append((col, v))
+            seen[key] = col
+        return writes, seen
+
+    def put(self, key: str, t: str, v: Any, row: int, seen: dict[str, list[Any]]) -> None:
+        """Write one attribute of ``row``: a value for the same key written before in this row
+        (from the resource, or earlier in the list) under another type is cleared, so the later
+        one wins across types too."""
+        col = self.cols[t].get(key)
+        if col is None:
+            col = self.column(t, key)
+        prev = seen.setdefault(key, col)
+        if prev is not col:
+            prev[row] = None
+            seen[key] = col
+        col[row] = v
+
+    def put_all(self, attrs: list[tuple[str, str, Any]], row: int, seen: dict) -> None:
+        """``put`` for every ``(key, t, v)`` of an already converted list (OTLP/JSON)."""
+        cols = self.cols
+        setdefault = seen.setdefault
+        for key, t, v in attrs:
+            col = cols[t].get(key)
+            if col is None:
+                col = self.column(t, key)
+            prev = setdefault(key, col)
+            if prev is not col:
+                prev[row] = None
+                seen[key] = col
+            col[row] = v
+
+    def put_pb(self, pb_attrs: Any, row: int, seen: dict[str, list[Any]]) -> None:
+        """``put`` for every attribute of a protobuf KeyValue list: the hot loop, inlined.
+
+        ``WhichOneof`` costs as much as the rest of an attribute (upb), so each key remembers the
+        column and member its value had last time (``hints``): a non-default value read from that
+        member proves it is the one set (a oneof reads as default for every other member), and a
+        default value is confirmed with the cheaper ``HasField``. Anything else takes the slow,
+        general path.
+        """
+        hint_get = self.hints.get
+        setdefault = seen.setdefault
+        for kv in pb_attrs:
+            key = kv.key
+            av = kv.value
+            hint = hint_get(key)
+            col = None
+            if hint is not None:
+                col, code = hint
+                if code == _S:
+                    v = av.string_value
+                elif code == _I:
+                    v = av.int_value
+                elif code == _B:
+                    v = av.bool_value
+                else:
+                    v = av.double_value
+                    if v != v:  # NaN, so double_value is set: dropped
+                        continue
+                if not v and not av.HasField(_MEMBERS[code]):
+                    col = None
+            if col is None:
+                if not key:
+                    continue
+                which = av.WhichOneof("value")
+                code = _HINT_CODES.get(which, -1)
+                if code >= 0:
+                    v = getattr(av, which)
+                    if v != v:
+                        continue
+                    col = self.column(_TYPES[code], key)
+                    self.hints[key] = (col, code)
+                else:  # bytes, array, kvlist (a string column) or nothing set (dropped)
+                    tv = pb_value(av)
+                    if tv is None:
+                        continue
+                    v = tv[1]
+                    col = self.column("s", key)
+            prev = setdefault(key, col)
+            if prev is not col:
+                prev[row] = None
+                seen[key] = col
+            col[row] = v
+
+    def finish(self) -> EventBatch:
+        """The batch: columns cut to the rows written; all-None columns (a key only rejected or
+        overridden rows carried) are left out."""
+        rows = self.rows
+        n = len(rows)
+        if n:
+            fixed = {
+                c: list(values)
+                for c, values in zip(FIXED_COLUMNS, zip(*rows, strict=True), strict=True)
+            }
+        else:
+            fixed = {c: [] for c in FIXED_COLUMNS}
+        attrs = {}
+        for t, by_key in self.cols.items():
+            for key, col in by_key.items():
+                del col[n:]
+                if col.count(None) != n:
+                    attrs[(key, t)] = col
+        return EventBatch(n=n, cols=fixed, attrs=attrs)  # type: ignore[arg-type]
