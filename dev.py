@@ -33,8 +33,12 @@ def run(*cmd: str | Path, **kw) -> None:
 
 def _digest() -> str:
     h = hashlib.sha256()
-    for p in (LOCK, ROOT / "pyproject.toml", ROOT / "setup.py",
-              ROOT / "src/tracehive/ingest/_otlp_fast.c"):  # fmt: skip
+    for p in (
+        LOCK,
+        ROOT / "pyproject.toml",
+        ROOT / "setup.py",
+        ROOT / "src/tracehive/ingest/_otlp_fast.c",
+    ):
         if p.exists():
             h.update(p.read_bytes())
     return h.hexdigest()
@@ -49,8 +53,18 @@ def install() -> None:
         return
     run(PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", LOCK)
     # --no-deps: every dependency comes pinned from the lock; this builds the C decoder.
-    run(PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-        "--no-build-isolation", "-e", ".")  # fmt: skip
+    run(
+        PY,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--no-build-isolation",
+        "-e",
+        ".",
+    )
     STAMP.write_text(digest)
 
 
@@ -60,11 +74,18 @@ def main(argv: list[str]) -> int:
         return 2
     cmd, rest = argv[0], argv[1:]
     if cmd == "lock":
-        out = subprocess.run([str(PY), "-m", "pip", "freeze", "--all", "--exclude-editable"],
-                             check=True, capture_output=True, text=True).stdout  # fmt: skip
+        out = subprocess.run(
+            [str(PY), "-m", "pip", "freeze", "--all", "--exclude-editable"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         lines = [ln for ln in out.splitlines() if ln and not ln.startswith(("tracehive", "pip=="))]
-        LOCK.write_text("# pinned by `python3 dev.py lock`; install with dev.py\n"
-                        + "\n".join(sorted(lines, key=str.lower)) + "\n")  # fmt: skip
+        LOCK.write_text(
+            "# pinned by `python3 dev.py lock`; install with dev.py\n"
+            + "\n".join(sorted(lines, key=str.lower))
+            + "\n"
+        )
         return 0
     install()
     env = dict(os.environ)

@@ -28,8 +28,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
-from otlp_payloads import build_payload  # noqa: E402
-from server_harness import ServerProcess  # noqa: E402
+from otlp_payloads import build_payload
+
+from server_harness import ServerProcess
 
 SPANS = 512
 
@@ -90,9 +91,13 @@ def one_run(args, payloads) -> dict[str, float]:
         host, port = server.url.replace("http://", "").split(":")
         stop = threading.Event()
         idx, acked, lock = [0], [0], threading.Lock()
-        threads = [threading.Thread(target=sender, args=(host, int(port), key, payloads, idx,
-                                                         lock, stop, acked, args.gzip))
-                   for _ in range(args.connections)]  # fmt: skip
+        threads = [
+            threading.Thread(
+                target=sender,
+                args=(host, int(port), key, payloads, idx, lock, stop, acked, args.gzip),
+            )
+            for _ in range(args.connections)
+        ]
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -119,8 +124,13 @@ def one_run(args, payloads) -> dict[str, float]:
     size = store.stat().st_size
     shutil.rmtree(data, ignore_errors=True)
     assert code == 0
-    return {"acked spans/s": total / load_s, "durable spans/s": total / durable_s,
-            "spans": total, "peak RSS MB": peak, "bytes/span": size / max(total, 1)}  # fmt: skip
+    return {
+        "acked spans/s": total / load_s,
+        "durable spans/s": total / durable_s,
+        "spans": total,
+        "peak RSS MB": peak,
+        "bytes/span": size / max(total, 1),
+    }
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from server_harness import ServerProcess  # noqa: E402
+from server_harness import ServerProcess
 
 
 @pytest.fixture(scope="module")

@@ -31,10 +31,23 @@ class ServerProcess:
     def start(self, timeout: float = 60) -> ServerProcess:
         env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tracehive", "serve", "--data", str(self.data_dir),
-             "--http-port", "0", "--grpc-port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "tracehive",
+                "serve",
+                "--data",
+                str(self.data_dir),
+                "--http-port",
+                "0",
+                "--grpc-port",
+                "0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
         while time.monotonic() < deadline:
@@ -64,10 +77,24 @@ class ServerProcess:
 
     def create_key(self, permissions: str = "ingest,query", env: str = "development") -> str:
         out = subprocess.run(
-            [sys.executable, "-m", "tracehive", "keys", "create", "--data", str(self.data_dir),
-             "--env", env, "--permissions", permissions, "--quiet"],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "tracehive",
+                "keys",
+                "create",
+                "--data",
+                str(self.data_dir),
+                "--env",
+                env,
+                "--permissions",
+                permissions,
+                "--quiet",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         return out.stdout.strip()
 
     def client(self, key: str | None) -> httpx.Client:

@@ -1,4 +1,4 @@
-"""Docs that must stay true: the configuration table, the README's contracts, the architecture map."""
+"""Docs that must stay true: configuration table, README contracts, architecture map."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ ROOT = Path(__file__).parent.parent
 
 def test_configuration_doc_lists_every_setting():
     doc = (ROOT / "docs" / "CONFIGURATION.md").read_text()
-    assert configuration_markdown() in doc, "regenerate the table from settings.configuration_markdown()"
+    assert configuration_markdown() in doc, (
+        "regenerate the table from settings.configuration_markdown()"
+    )
     assert set(SETTINGS) == {f for f in Config.__dataclass_fields__}
 
 

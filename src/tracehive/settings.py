@@ -27,9 +27,13 @@ SETTINGS: dict[str, Setting] = {
     "data_dir": Setting("TRACEHIVE_DATA", "./data", "Data directory: catalog, WAL and the store."),
     "host": Setting("TRACEHIVE_HOST", "127.0.0.1", "Address the HTTP and gRPC servers bind to."),
     "http_port": Setting(
-        "TRACEHIVE_HTTP_PORT", "4318", "HTTP port (0 picks a free one): OTLP/HTTP, Honeycomb API, trace API."
+        "TRACEHIVE_HTTP_PORT",
+        "4318",
+        "HTTP port (0 picks a free one): OTLP/HTTP, Honeycomb API, trace API.",
     ),
-    "grpc_port": Setting("TRACEHIVE_GRPC_PORT", "4317", "OTLP/gRPC port; 0 picks a free port, -1 disables gRPC."),
+    "grpc_port": Setting(
+        "TRACEHIVE_GRPC_PORT", "4317", "OTLP/gRPC port; 0 picks a free port, -1 disables gRPC."
+    ),
     "max_body_bytes": Setting(
         "TRACEHIVE_MAX_BODY_BYTES",
         str(16 * 1024 * 1024),
@@ -46,7 +50,9 @@ SETTINGS: dict[str, Setting] = {
         "Rows accepted but not yet in the store before ingest answers 503 + Retry-After.",
     ),
     "flush_rows": Setting(
-        "TRACEHIVE_FLUSH_ROWS", "65536", "The writer flushes to the store at this many rows..."
+        "TRACEHIVE_FLUSH_ROWS",
+        "122880",
+        "The writer flushes whole multiples of this many rows (DuckDB's row group)...",
     ),
     "flush_interval_ms": Setting(
         "TRACEHIVE_FLUSH_INTERVAL_MS", "500", "...or when the oldest pending row is this old."
@@ -75,7 +81,7 @@ class Config:
     max_body_bytes: int = 16 * 1024 * 1024
     max_decoded_bytes: int = 64 * 1024 * 1024
     max_pending_rows: int = 400_000
-    flush_rows: int = 65_536
+    flush_rows: int = 122_880
     flush_interval_ms: int = 500
     retention_check_s: int = 3600
     wal_segment_bytes: int = 64 * 1024 * 1024

@@ -16,9 +16,13 @@ TRACE_ID = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
 
 
 def otlp_body() -> bytes:
-    span = trace_pb2.Span(trace_id=TRACE_ID, span_id=b"\x01" * 8, name="auth-span",
-                          start_time_unix_nano=time.time_ns() - 10**6,
-                          end_time_unix_nano=time.time_ns())  # fmt: skip
+    span = trace_pb2.Span(
+        trace_id=TRACE_ID,
+        span_id=b"\x01" * 8,
+        name="auth-span",
+        start_time_unix_nano=time.time_ns() - 10**6,
+        end_time_unix_nano=time.time_ns(),
+    )
     rs = trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=[span])])
     rs.resource.attributes.append(
         common_pb2.KeyValue(key="service.name", value=common_pb2.AnyValue(string_value="authsvc"))
@@ -133,17 +137,21 @@ def test_grpc_auth(server, keys):
     with grpc.insecure_channel(target) as channel:
         export = channel.unary_unary(
             "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            request_serializer=None, response_deserializer=None,
-        )  # fmt: skip
-        for key, code in ((None, grpc.StatusCode.UNAUTHENTICATED),
-                          ("nope", grpc.StatusCode.UNAUTHENTICATED),
-                          (keys["query"], grpc.StatusCode.PERMISSION_DENIED)):  # fmt: skip
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        for key, code in (
+            (None, grpc.StatusCode.UNAUTHENTICATED),
+            ("nope", grpc.StatusCode.UNAUTHENTICATED),
+            (keys["query"], grpc.StatusCode.PERMISSION_DENIED),
+        ):
             md = (("x-honeycomb-team", key),) if key else ()
             with pytest.raises(grpc.RpcError) as err:
                 export(otlp_body(), metadata=md, timeout=10)
             assert err.value.code() == code
-        assert export(otlp_body(), metadata=(("x-honeycomb-team", keys["ingest"]),),
-                      timeout=10) == b""  # fmt: skip
+        assert (
+            export(otlp_body(), metadata=(("x-honeycomb-team", keys["ingest"]),), timeout=10) == b""
+        )
 
 
 def test_bad_payloads_get_protocol_errors(server, keys):
@@ -154,11 +162,13 @@ def test_bad_payloads_get_protocol_errors(server, keys):
         assert r.status_code == 400 and "message" in r.json()
         r = c.post("/v1/traces", content=otlp_body(), headers={"content-type": "text/plain"})
         assert r.status_code == 415
-        r = c.post("/v1/traces", content=b"not gzip",
-                   headers={**PB, "content-encoding": "gzip"})  # fmt: skip
+        r = c.post("/v1/traces", content=b"not gzip", headers={**PB, "content-encoding": "gzip"})
         assert r.status_code == 400
-        r = c.post("/v1/traces", content=gzip.compress(otlp_body()),
-                   headers={**PB, "content-encoding": "gzip"})  # fmt: skip
+        r = c.post(
+            "/v1/traces",
+            content=gzip.compress(otlp_body()),
+            headers={**PB, "content-encoding": "gzip"},
+        )
         assert r.status_code == 200
         bomb = gzip.compress(b"\0" * (80 * 1024 * 1024))
         r = c.post("/v1/traces", content=bomb, headers={**PB, "content-encoding": "gzip"})

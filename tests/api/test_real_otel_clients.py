@@ -26,8 +26,12 @@ def run_app(server, key, protocol, requests_count, tmp_path):
         "OTEL_EXPORTER_OTLP_HEADERS": f"x-honeycomb-team={key}",
     }
     out = tmp_path / f"spans-{protocol}.json"
-    subprocess.run([sys.executable, str(APP), protocol, str(requests_count), str(out)],
-                   check=True, env=env, timeout=120)  # fmt: skip
+    subprocess.run(
+        [sys.executable, str(APP), protocol, str(requests_count), str(out)],
+        check=True,
+        env=env,
+        timeout=120,
+    )
     return json.loads(out.read_text())
 
 
@@ -48,9 +52,11 @@ def run_query(client, dataset, spec, timeout=30):
 
 
 def wait_for_count(client, dataset, expected, extra_filters=()):
-    spec = {"calculations": [{"op": "COUNT"}], "time_range": 3600,
-            "filters": [{"column": "meta.annotation_type", "op": "does-not-exist"},
-                        *extra_filters]}  # fmt: skip
+    spec = {
+        "calculations": [{"op": "COUNT"}],
+        "time_range": 3600,
+        "filters": [{"column": "meta.annotation_type", "op": "does-not-exist"}, *extra_filters],
+    }
     deadline = time.monotonic() + 30
     while True:
         rows = run_query(client, dataset, spec)["data"]["results"]
@@ -77,10 +83,15 @@ def test_http_exporter_spans_all_arrive(server, key, http_spans):
 
 def test_p90_and_heatmap_match_numpy(server, key, http_spans):
     durations = np.array([s["duration_ms"] for s in http_spans])
-    spec = {"calculations": [{"op": "HEATMAP", "column": "duration_ms"},
-                             {"op": "P90", "column": "duration_ms"}, {"op": "COUNT"}],
-            "filters": [{"column": "meta.annotation_type", "op": "does-not-exist"}],
-            "time_range": 3600}  # fmt: skip
+    spec = {
+        "calculations": [
+            {"op": "HEATMAP", "column": "duration_ms"},
+            {"op": "P90", "column": "duration_ms"},
+            {"op": "COUNT"},
+        ],
+        "filters": [{"column": "meta.annotation_type", "op": "does-not-exist"}],
+        "time_range": 3600,
+    }
     with server.client(key) as c:
         wait_for_count(c, "backend-flask", len(http_spans))
         (row,) = run_query(c, "backend-flask", spec)["data"]["results"]
@@ -95,10 +106,13 @@ def test_breakdown_by_name_counts(server, key, http_spans):
     expected: dict[str, int] = {}
     for s in http_spans:
         expected[s["name"]] = expected.get(s["name"], 0) + 1
-    spec = {"calculations": [{"op": "COUNT"}, {"op": "P90", "column": "duration_ms"}],
-            "breakdowns": ["name"],
-            "filters": [{"column": "meta.annotation_type", "op": "does-not-exist"}],
-            "time_range": 3600, "limit": 100}  # fmt: skip
+    spec = {
+        "calculations": [{"op": "COUNT"}, {"op": "P90", "column": "duration_ms"}],
+        "breakdowns": ["name"],
+        "filters": [{"column": "meta.annotation_type", "op": "does-not-exist"}],
+        "time_range": 3600,
+        "limit": 100,
+    }
     with server.client(key) as c:
         wait_for_count(c, "backend-flask", len(http_spans))
         rows = run_query(c, "backend-flask", spec)["data"]["results"]
@@ -119,16 +133,20 @@ def test_custom_span_attributes_are_columns_and_filterable(server, key, http_spa
         assert cols["app.result_length"] == "integer"
         assert cols["app.now"] == "string"
         assert cols["duration_ms"] == "float"
-        spec = {"calculations": [{"op": "COUNT"}, {"op": "SUM", "column": "app.result_length"}],
-                "filters": [{"column": "app.result_length", "op": "exists"}],
-                "time_range": 3600}  # fmt: skip
+        spec = {
+            "calculations": [{"op": "COUNT"}, {"op": "SUM", "column": "app.result_length"}],
+            "filters": [{"column": "app.result_length", "op": "exists"}],
+            "time_range": 3600,
+        }
         (row,) = run_query(c, "backend-flask", spec)["data"]["results"]
     assert row["data"]["COUNT"] == len(custom) + sum(
-        1 for s in http_spans
-        if s["name"] == "notifications-activities-mock-data"
+        1 for s in http_spans if s["name"] == "notifications-activities-mock-data"
     )
-    total = sum(s["attributes"]["app.result_length"] for s in http_spans
-                if "app.result_length" in s["attributes"])  # fmt: skip
+    total = sum(
+        s["attributes"]["app.result_length"]
+        for s in http_spans
+        if "app.result_length" in s["attributes"]
+    )
     assert row["data"]["SUM(app.result_length)"] == total
 
 
@@ -160,9 +178,12 @@ def test_whole_trace_in_tree_order_with_events(server, key, http_spans):
 def test_error_spans_and_exception_events(server, key, http_spans):
     errors = [s for s in http_spans if s["status"] == "ERROR"]
     assert errors
-    spec = {"calculations": [{"op": "COUNT"}], "breakdowns": ["meta.annotation_type"],
-            "filters": [{"column": "error", "op": "=", "value": True}],
-            "time_range": 3600}  # fmt: skip
+    spec = {
+        "calculations": [{"op": "COUNT"}],
+        "breakdowns": ["meta.annotation_type"],
+        "filters": [{"column": "error", "op": "=", "value": True}],
+        "time_range": 3600,
+    }
     with server.client(key) as c:
         wait_for_count(c, "backend-flask", len(http_spans))
         rows = run_query(c, "backend-flask", spec)["data"]["results"]

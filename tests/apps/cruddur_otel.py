@@ -44,8 +44,12 @@ RequestsInstrumentor().instrument()
 server = make_server("127.0.0.1", 0, app, threaded=True)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 base = f"http://127.0.0.1:{server.server_port}"
-paths = ["/api/activities/home", "/api/activities/home", "/api/activities/notifications",
-         "/api/activities/crash"]  # fmt: skip
+paths = [
+    "/api/activities/home",
+    "/api/activities/home",
+    "/api/activities/notifications",
+    "/api/activities/crash",
+]
 for i in range(count):
     requests.get(base + paths[i % len(paths)], timeout=10)
 server.shutdown()

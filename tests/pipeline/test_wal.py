@@ -1,4 +1,4 @@
-"""The WAL: records survive, come back in order, a torn tail is cut, trimming keeps what's needed."""
+"""The WAL: records survive and come back in order, a torn tail is cut, trimming is safe."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def test_read_segment_never_fails_on_garbage(tmp_path_factory, garbage):
     path.write_bytes(good + garbage)
     records = list(read_segment(path))
     assert records[0][:2] == (1, b"ok")
-    for lsn, payload, end in records:
+    for _lsn, payload, end in records:
         assert isinstance(payload, bytes) and end <= len(good) + len(garbage)
 
 

@@ -39,16 +39,18 @@ def _write(store, batch, wal_end, env_id=1, dataset_id=1):
 
 
 def test_empty_store_position_is_zero(store):
-    assert store.wal_position() == 0
+    assert store.wal_position() == (0, 0)
 
 
 def test_write_records_wal_position_monotonically(store):
     _write(store, _spans(TRACE_A), 5)
-    assert store.wal_position() == 5
-    store.write(None, [], 9)
-    assert store.wal_position() == 9
+    assert store.wal_position() == (5, 0)
+    store.write(None, [], 9, 100)
+    assert store.wal_position() == (9, 100)
     store.write(None, [], 7)  # an older position never moves it back
-    assert store.wal_position() == 9
+    assert store.wal_position() == (9, 100)
+    store.write(None, [], 10)
+    assert store.wal_position() == (10, 0)
 
 
 def test_get_trace_returns_every_row_with_attributes(store):
@@ -115,19 +117,44 @@ def test_retention_deletes_only_old_rows_of_that_environment(store):
 def test_metrics_written_with_position(store):
     batch = MetricBatch(
         [
-            MetricPoint(dataset="m", name="requests", kind="sum", ts_ns=T0, value=3.0,
-                        is_monotonic=True, temporality=2, attributes={"route": "/"}),
-            MetricPoint(dataset="m", name="latency", kind="histogram", ts_ns=T0, count=3,
-                        sum=6.0, bucket_counts=[1, 2], explicit_bounds=[5.0]),
-            MetricPoint(dataset="m", name="q", kind="summary", ts_ns=T0, count=1, sum=1.0,
-                        quantiles=[(0.5, 1.0)]),
+            MetricPoint(
+                dataset="m",
+                name="requests",
+                kind="sum",
+                ts_ns=T0,
+                value=3.0,
+                is_monotonic=True,
+                temporality=2,
+                attributes={"route": "/"},
+            ),
+            MetricPoint(
+                dataset="m",
+                name="latency",
+                kind="histogram",
+                ts_ns=T0,
+                count=3,
+                sum=6.0,
+                bucket_counts=[1, 2],
+                explicit_bounds=[5.0],
+            ),
+            MetricPoint(
+                dataset="m",
+                name="q",
+                kind="summary",
+                ts_ns=T0,
+                count=1,
+                sum=1.0,
+                quantiles=[(0.5, 1.0)],
+            ),
         ]
-    )  # fmt: skip
+    )
     store.write(None, [(1, [3, 3, 3], batch)], 4)
-    assert store.wal_position() == 4
-    rows = store.cursor().execute(
-        "SELECT name, kind, value, bucket_counts FROM metric_points ORDER BY name"
-    ).fetchall()
+    assert store.wal_position() == (4, 0)
+    rows = (
+        store.cursor()
+        .execute("SELECT name, kind, value, bucket_counts FROM metric_points ORDER BY name")
+        .fetchall()
+    )
     assert [r[0] for r in rows] == ["latency", "q", "requests"]
     assert rows[0][3] == [1, 2]
     assert rows[2][2] == 3.0
@@ -141,7 +168,7 @@ def test_reopen_keeps_data_and_columns(tmp_path):
     s.close()
     s = DuckDBStore(tmp_path / "s.duckdb")
     try:
-        assert s.wal_position() == 3
+        assert s.wal_position() == (3, 0)
         assert [c.type for c in s.resolve("k")] == ["string"]
         _write(s, _spans(TRACE_B, **{"k2": 1}), 4)
         assert len(s.get_trace(1, TRACE_B)) == 3

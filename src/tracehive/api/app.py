@@ -13,8 +13,11 @@ from . import honeycomb, otlp, traces
 async def health(request: Request) -> JSONResponse:
     services = request.app.state.services
     return JSONResponse(
-        {"status": "ok", "pending_rows": services.pipeline.pending_rows,
-         "rows_written": services.pipeline.rows_written}  # fmt: skip
+        {
+            "status": "ok",
+            "pending_rows": services.pipeline.pending_rows,
+            "rows_written": services.pipeline.rows_written,
+        }
     )
 
 

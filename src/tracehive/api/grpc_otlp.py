@@ -44,14 +44,23 @@ def _handler(services, signal: str, kind: str):
         try:
             key = authenticate(services, metadata, INGEST)
         except AuthFailure as exc:
-            code = (grpc.StatusCode.UNAUTHENTICATED if exc.status == 401
-                    else grpc.StatusCode.PERMISSION_DENIED)  # fmt: skip
+            code = (
+                grpc.StatusCode.UNAUTHENTICATED
+                if exc.status == 401
+                else grpc.StatusCode.PERMISSION_DENIED
+            )
             await context.abort(code, exc.message)
         dataset = ""
         if kind == Kind.METRICS:
             dataset = str(metadata.get("x-honeycomb-dataset", "")).strip() or "unknown_metrics"
-        record = Record(kind=kind, env_id=key.env_id, body=request, fmt="protobuf",
-                        dataset=dataset, now_ns=time.time_ns())  # fmt: skip
+        record = Record(
+            kind=kind,
+            env_id=key.env_id,
+            body=request,
+            fmt="protobuf",
+            dataset=dataset,
+            now_ns=time.time_ns(),
+        )
         try:
             result = await services.ingest(record)
         except Exception as exc:
@@ -64,8 +73,9 @@ def _handler(services, signal: str, kind: str):
                     _retry_trailer(failure.grpc_code, failure.message, failure.retry_after)
                 )
             await context.abort(failure.grpc_code, failure.message)
-        return otlp.encode_export_response(signal, result.rejected, result.error_message,
-                                           "protobuf")  # fmt: skip
+        return otlp.encode_export_response(
+            signal, result.rejected, result.error_message, "protobuf"
+        )
 
     return export
 

@@ -70,8 +70,10 @@ def _ingest_route(kind: str):
             body = await read_body(request, limit)
             meta = {}
             if kind == Kind.HONEYCOMB_EVENT:
-                for header, name in (("x-honeycomb-event-time", "time"),
-                                     ("x-honeycomb-samplerate", "samplerate")):  # fmt: skip
+                for header, name in (
+                    ("x-honeycomb-event-time", "time"),
+                    ("x-honeycomb-samplerate", "samplerate"),
+                ):
                     if header in request.headers:
                         meta[name] = request.headers[header]
             record = Record(

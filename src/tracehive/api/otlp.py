@@ -28,8 +28,11 @@ from .errors import classify
 
 log = logging.getLogger("tracehive.api")
 
-_FORMATS = {"application/x-protobuf": "protobuf", "application/protobuf": "protobuf",
-            "application/json": "json"}  # fmt: skip
+_FORMATS = {
+    "application/x-protobuf": "protobuf",
+    "application/protobuf": "protobuf",
+    "application/json": "json",
+}
 _CONTENT_TYPE = {"protobuf": "application/x-protobuf", "json": "application/json"}
 _GRPC_FROM_HTTP = {400: 3, 401: 16, 403: 7, 413: 8, 415: 12, 503: 14, 500: 13}
 

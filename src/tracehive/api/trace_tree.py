@@ -9,9 +9,23 @@ from tracehive.model.ids import trace_id_to_xray
 #: Attribute namespaces that OTel semantic conventions define as resource attributes. Storage
 #: flattens resource and span attributes into one set of columns (as Honeycomb does); the trace
 #: view splits them back by these prefixes.
-RESOURCE_PREFIXES = ("service.", "host.", "telemetry.", "process.", "os.", "container.", "k8s.",
-                     "cloud.", "deployment.", "faas.", "device.", "webengine.", "aws.ecs.",
-                     "aws.eks.", "aws.log.")  # fmt: skip
+RESOURCE_PREFIXES = (
+    "service.",
+    "host.",
+    "telemetry.",
+    "process.",
+    "os.",
+    "container.",
+    "k8s.",
+    "cloud.",
+    "deployment.",
+    "faas.",
+    "device.",
+    "webengine.",
+    "aws.ecs.",
+    "aws.eks.",
+    "aws.log.",
+)
 
 
 def _hex(sid: int | None) -> str | None:
@@ -64,22 +78,36 @@ def build_trace(trace_id: bytes, rows: list[dict[str, Any]]) -> dict[str, Any]:
     for r in events:
         span = spans.get(r.get("parent_id"))
         if span is not None:
-            span["events"].append({"name": r.get("name"), "time_unix_nano": r["ts_ns"],
-                                   "error": bool(r.get("error")),
-                                   "attributes": _split(r["attributes"])[1]})  # fmt: skip
+            span["events"].append(
+                {
+                    "name": r.get("name"),
+                    "time_unix_nano": r["ts_ns"],
+                    "error": bool(r.get("error")),
+                    "attributes": _split(r["attributes"])[1],
+                }
+            )
     for r in links:
         span = spans.get(r.get("parent_id"))
         if span is not None:
             attrs = dict(_split(r["attributes"])[1])
-            span["links"].append({"trace_id": attrs.pop("trace.link.trace_id", None),
-                                  "span_id": attrs.pop("trace.link.span_id", None),
-                                  "attributes": attrs})  # fmt: skip
+            span["links"].append(
+                {
+                    "trace_id": attrs.pop("trace.link.trace_id", None),
+                    "span_id": attrs.pop("trace.link.span_id", None),
+                    "attributes": attrs,
+                }
+            )
     log_docs = []
     for r in logs:
-        doc = {"time_unix_nano": r["ts_ns"], "span_id": _hex(r.get("span_id")),
-               "severity_text": r.get("severity_text"), "severity_number": r.get("severity_number"),
-               "body": r.get("body"), "service": r.get("service.name"),
-               "attributes": _split(r["attributes"])[1]}  # fmt: skip
+        doc = {
+            "time_unix_nano": r["ts_ns"],
+            "span_id": _hex(r.get("span_id")),
+            "severity_text": r.get("severity_text"),
+            "severity_number": r.get("severity_number"),
+            "body": r.get("body"),
+            "service": r.get("service.name"),
+            "attributes": _split(r["attributes"])[1],
+        }
         log_docs.append(doc)
         span = spans.get(r.get("span_id"))
         if span is not None:
@@ -97,8 +125,10 @@ def build_trace(trace_id: bytes, rows: list[dict[str, Any]]) -> dict[str, Any]:
         "services": sorted({s["service"] for s in ordered if s["service"]}),
         "spans": ordered,
         "logs": log_docs,
-        "events": [{"name": r.get("name"), "time_unix_nano": r["ts_ns"],
-                    "attributes": r["attributes"]} for r in others],  # fmt: skip
+        "events": [
+            {"name": r.get("name"), "time_unix_nano": r["ts_ns"], "attributes": r["attributes"]}
+            for r in others
+        ],
     }
 
 

@@ -53,8 +53,16 @@ async def get_trace(request: Request) -> Response:
     return _json(build_trace(trace_id, rows))
 
 
-TRACE_SEARCH_FIELDS = {"dataset", "filters", "filter_combination", "trace_filters", "time_range",
-                       "start_time", "end_time", "limit"}  # fmt: skip
+TRACE_SEARCH_FIELDS = {
+    "dataset",
+    "filters",
+    "filter_combination",
+    "trace_filters",
+    "time_range",
+    "start_time",
+    "end_time",
+    "limit",
+}
 
 
 async def search(request: Request) -> Response:
@@ -68,8 +76,11 @@ async def search(request: Request) -> Response:
         if unknown:
             return _error(400, f"unknown field {sorted(unknown)[0]!r}")
         scope = services.scope(key.env_id, str(body.get("dataset") or ALL_DATASETS))
-        spec_fields = {k: body[k] for k in ("filters", "filter_combination", "time_range",
-                                            "start_time", "end_time") if k in body}  # fmt: skip
+        spec_fields = {
+            k: body[k]
+            for k in ("filters", "filter_combination", "time_range", "start_time", "end_time")
+            if k in body
+        }
         spec = parse_spec(spec_fields)
         limit = body.get("limit", 100)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:

@@ -20,9 +20,24 @@ from rich.console import Console
 from rich.table import Table
 
 _CALC = re.compile(r"^\s*([A-Z0-9_]+)\s*(?:\(\s*([^)]*?)\s*\))?\s*$")
-_FILTER_OPS = ["does-not-start-with", "does-not-end-with", "does-not-contain", "does-not-exist",
-               "starts-with", "ends-with", "contains", "exists", "not-in", "in",
-               ">=", "<=", "!=", "=", ">", "<"]  # fmt: skip
+_FILTER_OPS = [
+    "does-not-start-with",
+    "does-not-end-with",
+    "does-not-contain",
+    "does-not-exist",
+    "starts-with",
+    "ends-with",
+    "contains",
+    "exists",
+    "not-in",
+    "in",
+    ">=",
+    "<=",
+    "!=",
+    "=",
+    ">",
+    "<",
+]
 _BARS = " ▁▂▃▄▅▆▇█"
 
 
@@ -75,8 +90,19 @@ def parse_order(text: str) -> dict[str, Any]:
     return order
 
 
-def build_spec(spec_file, calcs, filters, breakdowns, orders, limit, time_range, start, end,
-               granularity, combination) -> dict[str, Any]:  # fmt: skip
+def build_spec(
+    spec_file,
+    calcs,
+    filters,
+    breakdowns,
+    orders,
+    limit,
+    time_range,
+    start,
+    end,
+    granularity,
+    combination,
+) -> dict[str, Any]:
     spec: dict[str, Any] = json.loads(Path(spec_file).read_text()) if spec_file else {}
     if calcs:
         spec["calculations"] = [parse_calc(c) for c in calcs]
@@ -86,9 +112,14 @@ def build_spec(spec_file, calcs, filters, breakdowns, orders, limit, time_range,
         spec["breakdowns"] = list(breakdowns)
     if orders:
         spec["orders"] = [parse_order(o) for o in orders]
-    for name, value in (("limit", limit), ("time_range", time_range), ("start_time", start),
-                        ("end_time", end), ("granularity", granularity),
-                        ("filter_combination", combination)):  # fmt: skip
+    for name, value in (
+        ("limit", limit),
+        ("time_range", time_range),
+        ("start_time", start),
+        ("end_time", end),
+        ("granularity", granularity),
+        ("filter_combination", combination),
+    ):
         if value is not None:
             spec[name] = value
     return spec
@@ -199,15 +230,43 @@ def render(result: dict[str, Any], console: Console) -> None:
 @click.option("--granularity", type=int, help="Series step in seconds.")
 @click.option("--any", "combination", flag_value="OR", default=None, help="OR the filters.")
 @click.option("--json", "as_json", is_flag=True, help="Print the query result as JSON.")
-def query(url, key, data_dir, env, dataset, spec_file, calcs, filters, breakdowns, orders, limit,
-          time_range, start, end, granularity, combination, as_json) -> None:  # fmt: skip
+def query(
+    url,
+    key,
+    data_dir,
+    env,
+    dataset,
+    spec_file,
+    calcs,
+    filters,
+    breakdowns,
+    orders,
+    limit,
+    time_range,
+    start,
+    end,
+    granularity,
+    combination,
+    as_json,
+) -> None:
     """Run a query (Honeycomb Query Specification) and print the results."""
     if bool(url) == bool(data_dir):
         raise click.UsageError("give exactly one of --url or --data")
     if url and not key:
         raise click.UsageError("--url needs --key (or TRACEHIVE_KEY)")
-    spec = build_spec(spec_file, calcs, filters, breakdowns, orders, limit, time_range, start,
-                      end, granularity, combination)  # fmt: skip
+    spec = build_spec(
+        spec_file,
+        calcs,
+        filters,
+        breakdowns,
+        orders,
+        limit,
+        time_range,
+        start,
+        end,
+        granularity,
+        combination,
+    )
     result = _via_http(url, key, dataset, spec) if url else _via_data(data_dir, env, dataset, spec)
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")

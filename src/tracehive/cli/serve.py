@@ -61,11 +61,16 @@ def demo(data_dir, host, http_port, grpc_port, rate) -> None:
             daemon=True,
             name="tracehive-demo",
         ).start()
-        print(f"demo traffic: backend-flask -> http://{services.config.host}:{http} "
-              f"with key {key}", flush=True)  # fmt: skip
-        print("try: tracehive query --url http://%s:%d --key %s --dataset backend-flask "
-              "--calc 'HEATMAP(duration_ms)' --calc 'P90(duration_ms)' --breakdown name"
-              % (services.config.host, http, key), flush=True)  # fmt: skip
+        print(
+            f"demo traffic: backend-flask -> http://{services.config.host}:{http} with key {key}",
+            flush=True,
+        )
+        print(
+            f"try: tracehive query --url http://{services.config.host}:{http} --key {key} "
+            "--dataset backend-flask --calc 'HEATMAP(duration_ms)' --calc 'P90(duration_ms)' "
+            "--breakdown name",
+            flush=True,
+        )
 
     try:
         sys.exit(run(_config(data_dir, host, http_port, grpc_port), on_ready))

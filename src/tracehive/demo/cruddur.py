@@ -24,7 +24,9 @@ def _activity(now: datetime, i: int) -> dict:
     return {
         "uuid": f"68f126b0-1ceb-4a33-88be-d90fa7109ee{i}",
         "handle": random.choice(HANDLES),
-        "message": random.choice(["Cloud is fun!", "This post has no honor!", "I am out of prune juice"]),
+        "message": random.choice(
+            ["Cloud is fun!", "This post has no honor!", "I am out of prune juice"]
+        ),
         "created_at": (now - timedelta(days=i)).isoformat(),
         "expires_at": (now + timedelta(days=5 + i)).isoformat(),
         "likes_count": random.randint(0, 100),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tracehive.pipeline.records import Prepared, Record
 from tracehive.pipeline.wal import Wal
-from tracehive.pipeline.writer import Writer
+from tracehive.pipeline.writer import Item, Writer
 
 log = logging.getLogger("tracehive.pipeline")
 
@@ -56,9 +56,9 @@ class Pipeline:
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, materialize: Callable[[Record], Prepared]) -> int:
         """Replay what the store does not have yet, then accept writes. Returns replayed count."""
-        applied = self.store.wal_position()
+        applied, partial = self.store.wal_position()
         replayed = 0
-        batch: list[tuple[int, Prepared]] = []
+        batch: list[Item] = []
         rows = 0
         for lsn, payload in self.wal.recover(applied):
             try:
@@ -66,16 +66,21 @@ class Pipeline:
             except Exception as exc:  # a record we cannot decode again: never lose the rest
                 log.error("WAL record %d cannot be replayed: %s", lsn, exc)
                 prepared = Prepared()
-            batch.append((lsn, prepared))
+            offset = 0
+            if lsn == applied + 1 and partial and prepared.table is not None:
+                # The head of this record is in the store already (split at a row group).
+                prepared = Prepared(prepared.table.slice(partial), prepared.metrics)
+                offset = partial
+            batch.append(Item(lsn, prepared, offset))
             rows += prepared.rows
             replayed += 1
             if rows >= self.writer.flush_rows:
-                self.writer._write_items(batch)
+                self.writer.write_items(batch)
                 batch, rows = [], 0
         if batch:
-            self.writer._write_items(batch)
+            self.writer.write_items(batch)
         self._pending = 0
-        self.wal.trim(self.store.wal_position())
+        self.wal.trim(self.store.wal_position()[0])
         self.wal.start()
         self.writer.start()
         return replayed
@@ -84,7 +89,7 @@ class Pipeline:
         """Everything acknowledged reaches the store before this returns."""
         self.wal.stop()
         self.writer.stop()
-        self.wal.trim(self.store.wal_position())
+        self.wal.trim(self.store.wal_position()[0])
 
     # -- the write path ---------------------------------------------------------------------
     def admit(self) -> None:

@@ -12,6 +12,7 @@ cut off: those records were never acknowledged.
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import struct
@@ -188,7 +189,7 @@ class Wal:
     def trim(self, applied: int) -> None:
         """Delete segments all of whose records are at or below ``applied``."""
         segments = _segments(self.dir)
-        for (_first, path), (next_first, _p) in zip(segments, segments[1:], strict=False):
+        for (_first, path), (next_first, _p) in itertools.pairwise(segments):
             if next_first - 1 <= applied:
                 path.unlink(missing_ok=True)
             else:

@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,6 +21,47 @@ import pyarrow as pa
 from tracehive.pipeline.records import Prepared
 
 log = logging.getLogger("tracehive.pipeline")
+
+
+@dataclass(slots=True)
+class Item:
+    """A durable record waiting for the store. ``offset``: how many of the record's rows an
+    earlier write already stored (its ``prepared.table`` holds only the rest); ``complete``:
+    False for the head of a record split at a row-group boundary."""
+
+    lsn: int
+    prepared: Prepared
+    offset: int = 0
+    complete: bool = True
+
+
+def split(items: list[Item], limit: int | None) -> tuple[list[Item], list[Item]]:
+    """The first ``limit`` rows of ``items`` and the rest, splitting one record if needed.
+
+    Whole row groups (122,880 rows) are what DuckDB writes straight to the database file instead
+    of its own WAL ("optimistic writes"): measured here, 64k-row inserts run at ~90k rows/s and
+    122,880-row inserts at ~200k rows/s, with the same bytes on disk."""
+    if limit is None:
+        return items, []
+    now: list[Item] = []
+    taken = 0
+    for k, item in enumerate(items):
+        n = item.prepared.rows
+        if taken + n <= limit:
+            now.append(item)
+            taken += n
+            if taken == limit:
+                return now, items[k + 1 :]
+            continue
+        head_rows = limit - taken
+        table = item.prepared.table
+        if table is None or head_rows <= 0 or item.prepared.metrics:
+            return now, items[k:]
+        head = Item(item.lsn, Prepared(table.slice(0, head_rows)), item.offset, complete=False)
+        tail = Item(item.lsn, Prepared(table.slice(head_rows)), item.offset + head_rows)
+        return [*now, head], [tail, *items[k + 1 :]]
+    return now, []
+
 
 #: A write that fails this many times in a row is split; records that still fail alone are moved
 #: to the dead-letter directory so one poison record cannot stop ingest forever.
@@ -29,7 +71,7 @@ MAX_ATTEMPTS = 3
 class Writer:
     def __init__(
         self,
-        write: Callable[[pa.Table | None, list, int], None],
+        write: Callable[[pa.Table | None, list, int, int], None],
         on_written: Callable[[int, int], None],
         flush_rows: int,
         flush_interval_s: float,
@@ -64,7 +106,7 @@ class Writer:
         self._flush_now.set()
 
     def _run(self) -> None:
-        pending: list[tuple[int, Prepared]] = []
+        pending: list[Item] = []
         rows = 0
         first_at = 0.0
         stopping = False
@@ -73,33 +115,41 @@ class Writer:
             if pending:
                 timeout = max(0.0, first_at + self.flush_interval_s - time.monotonic())
             try:
-                item = self._queue.get(timeout=timeout if timeout is None else min(timeout, 0.05))
+                got = self._queue.get(timeout=timeout if timeout is None else min(timeout, 0.05))
             except queue.Empty:
-                item = ()  # type: ignore[assignment]
-            if item is None:
+                got = ()  # type: ignore[assignment]
+            if got is None:
                 stopping = True
-            elif item:
+            elif got:
+                lsn, prepared = got  # type: ignore[misc]
                 if not pending:
                     first_at = time.monotonic()
-                pending.append(item)  # type: ignore[arg-type]
-                rows += item[1].rows  # type: ignore[index]
-            due = pending and (
+                pending.append(Item(lsn, prepared))
+                rows += prepared.rows
+            if not pending:
+                continue
+            if rows >= self.flush_rows and not stopping:
+                # Write whole row groups only; the rest waits for the next flush.
+                pending = self._flush(pending, rows - rows % self.flush_rows)
+                rows = sum(i.prepared.rows for i in pending)
+                first_at = time.monotonic()
+            elif (
                 stopping
-                or rows >= self.flush_rows
                 or time.monotonic() >= first_at + self.flush_interval_s
                 or self._flush_now.is_set()
-            )
-            if due:
+            ):
                 self._flush_now.clear()
-                self._flush(pending)
+                self._flush(pending, None)
                 pending, rows = [], 0
 
-    def _flush(self, items: list[tuple[int, Prepared]]) -> None:
+    def _flush(self, items: list[Item], limit: int | None) -> list[Item]:
+        """Write the first ``limit`` rows of ``items`` (all when None); return what is left."""
+        now, later = split(items, limit)
         attempt = 0
         while True:
             try:
-                self._write_items(items)
-                return
+                self.write_items(now)
+                return later
             except Exception as exc:
                 attempt += 1
                 self.failures += 1
@@ -107,38 +157,48 @@ class Writer:
                 if attempt < MAX_ATTEMPTS:
                     time.sleep(min(2.0, 0.1 * 2**attempt))
                     continue
-                if len(items) == 1:
-                    self._deadletter(items[0], exc)
-                    self._write(None, [], items[0][0])  # still move the WAL position past it
-                    self._on_written(items[0][0], items[0][1].rows)
-                    return
-                for one in items:  # isolate the poison record
-                    self._flush([one])
-                return
+                break
+        # Isolate the poison record: write the records one at a time; one that still fails is
+        # moved to the dead-letter directory and the WAL position moves past it.
+        for one in now:
+            try:
+                self.write_items([one])
+            except Exception as exc:
+                self._deadletter(one, exc)
+                self._write(None, [], one.lsn, 0)
+                self._on_written(one.lsn, one.prepared.rows)
+        return later
 
-    def _write_items(self, items: list[tuple[int, Prepared]]) -> None:
+    def write_items(self, items: list[Item]) -> None:
+        """One store write for ``items``; the last one may be a head (``complete`` False)."""
         if not items:
             return
-        tables = [p.table for _lsn, p in items if p.table is not None]
-        metrics = [m for _lsn, p in items for m in p.metrics]
+        tables = [i.prepared.table for i in items if i.prepared.table is not None]
+        metrics = [m for i in items for m in i.prepared.metrics]
         table = None
         if tables:
-            table = tables[0] if len(tables) == 1 else pa.concat_tables(
-                tables, promote_options="default"
+            table = (
+                tables[0]
+                if len(tables) == 1
+                else pa.concat_tables(tables, promote_options="default")
             )
-        wal_end = items[-1][0]
-        self._write(table, metrics, wal_end)
+        last = items[-1]
+        if last.complete:
+            wal_end, partial = last.lsn, 0
+        else:
+            wal_end, partial = last.lsn - 1, last.offset + last.prepared.rows
+        self._write(table, metrics, wal_end, partial)
         self.writes += 1
-        self._on_written(wal_end, sum(p.rows for _l, p in items))
+        self._on_written(wal_end, sum(i.prepared.rows for i in items))
 
-    def _deadletter(self, item: tuple[int, Prepared], exc: Exception) -> None:
+    def _deadletter(self, item: Item, exc: Exception) -> None:
         self.deadletter_dir.mkdir(parents=True, exist_ok=True)
-        lsn, prepared = item
+        lsn, prepared = item.lsn, item.prepared
         (self.deadletter_dir / f"{lsn:020d}.txt").write_text(
             f"lsn {lsn}: {prepared.rows} rows not written: {exc}\n"
         )
         if prepared.table is not None:
-            with pa.OSFile(str(self.deadletter_dir / f"{lsn:020d}.arrow"), "wb") as sink:
-                with pa.ipc.new_file(sink, prepared.table.schema) as ipc:
-                    ipc.write_table(prepared.table)
+            path = str(self.deadletter_dir / f"{lsn:020d}.arrow")
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, prepared.table.schema) as f:
+                f.write_table(prepared.table)
         log.error("record %d moved to dead letters after %d attempts: %s", lsn, MAX_ATTEMPTS, exc)

@@ -66,14 +66,16 @@ class Store(Protocol):
         table: pa.Table | None,
         metrics: list[tuple[int, list[int], MetricBatch]],
         wal_end: int,
+        partial: int = 0,
     ) -> None:
         """Append events (Arrow, shaped by ``storage.arrow.to_arrow``: fixed columns by physical
         name, attributes as ``"<type>:<key>"``) and metric points ``(env_id, dataset ids per
-        point, batch)``. MUST record ``wal_end`` in the same transaction (see ``wal_position``);
-        with no rows it still records ``wal_end``."""
+        point, batch)``. MUST record ``(wal_end, partial)`` in the same transaction (see
+        ``wal_position``); with no rows it still records it. ``partial`` counts the rows of
+        record ``wal_end + 1`` this and earlier writes stored (a record split at a row group)."""
 
-    def wal_position(self) -> int:
-        """The highest ``wal_end`` durably written; 0 for an empty store."""
+    def wal_position(self) -> tuple[int, int]:
+        """The highest ``(wal_end, partial)`` durably written; ``(0, 0)`` for an empty store."""
 
     def columns(self, scope: Scope) -> list[ColumnInfo]:
         """Every query-visible column with data in the scope (fixed ones first)."""
@@ -94,7 +96,8 @@ class Store(Protocol):
     ) -> list[TraceSummary]:
         """Traces with at least one row matching ``spec.filters`` in the time window, whose
         trace-level fields match ``trace_filters`` (``duration_ms``, ``root.name``,
-        ``root.service.name``, ``service.name`` (any service touched), ``span_count``, ``error``)."""
+        ``root.service.name``, ``service.name`` (any service touched), ``span_count``,
+        ``error``)."""
 
     def delete_before(self, env_id: int, ts_ns: int) -> int:
         """Retention: remove rows older than ``ts_ns``; returns the count removed."""

@@ -57,7 +57,12 @@ def _f(name: str, physical: str, type_: ValueType, expr: str = "{c}", literal: s
 FIXED: dict[str, FixedColumn] = {
     c.name: c
     for c in (
-        _f("timestamp", "ts_ns", "string", "strftime(make_timestamp({c} // 1000), '%Y-%m-%dT%H:%M:%S.%fZ')"),
+        _f(
+            "timestamp",
+            "ts_ns",
+            "string",
+            "strftime(make_timestamp({c} // 1000), '%Y-%m-%dT%H:%M:%S.%fZ')",
+        ),
         _f("duration_ms", "dur_ns", "float", "({c} / 1e6)", "duration"),
         _f("trace.trace_id", "trace_id", "string", "lower(hex({c}))", "trace_id"),
         _f("trace.span_id", "span_id", "string", "lower(printf('%016x', {c}))", "span_id"),

@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS store_state (
     key VARCHAR PRIMARY KEY,
     value BIGINT NOT NULL
 );
-INSERT OR IGNORE INTO store_state VALUES ('schema_version', 1), ('wal_position', 0), ('seq', 0);
+INSERT OR IGNORE INTO store_state VALUES ('schema_version', 1), ('wal_position', 0), ('wal_partial', 0),
+    ('seq', 0);
 CREATE TABLE IF NOT EXISTS metric_points (
     env_id USMALLINT NOT NULL,
     dataset_id UINTEGER NOT NULL,
