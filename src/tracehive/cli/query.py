@@ -186,6 +186,8 @@ def _via_data(data_dir: str, env: str, dataset: str, spec: dict[str, Any]) -> di
 def _cell(value: Any) -> str:
     if isinstance(value, dict) and "buckets" in value:
         counts = [b.get("count", 0) for b in value["buckets"]]
+        step = max(1, -(-len(counts) // 24))  # at most 24 characters wide
+        counts = [sum(counts[i : i + step]) for i in range(0, len(counts), step)]
         top = max(counts) if counts and max(counts) > 0 else 1
         bars = "".join(_BARS[min(8, round(8 * c / top))] for c in counts)
         lo = value["buckets"][0]["lower"] if value["buckets"] else 0
@@ -206,7 +208,7 @@ def render(result: dict[str, Any], console: Console) -> None:
         columns.extend(k for k in row if k not in columns)
     table = Table(show_lines=False)
     for c in columns:
-        table.add_column(c, overflow="fold")
+        table.add_column(c, overflow="fold", no_wrap=c.startswith("HEATMAP("))
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     console.print(table)

@@ -56,7 +56,9 @@ def start_demo(base_url: str, key: str, rate: float, stop: threading.Event | Non
     cruddur_log.addHandler(LoggingHandler(logger_provider=logger_provider))
     cruddur_log.propagate = False
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log in the demo's output
     app = create_app(tracer_provider)
+    app.logger.disabled = True  # the crash route's traceback is the point, not console noise
     FlaskInstrumentor().instrument_app(app, tracer_provider=tracer_provider)
     RequestsInstrumentor().instrument(tracer_provider=tracer_provider)
     server = make_server("127.0.0.1", 0, app, threaded=True)
