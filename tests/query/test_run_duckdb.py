@@ -10,8 +10,8 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from query_fixtures import NS, T0_S, Fixture
 
-from conftest import NS, T0_S, Fixture
 from tracehive.query.spec import PERCENTILES, SpecError
 from tracehive.storage.api import Scope
 from tracehive.storage.duckdb.backend import DuckDBStore

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from query_fixtures import NS, T0_S, Fixture
 
 import tracehive.storage.duckdb.evaluate as evaluate_mod
 import tracehive.storage.duckdb.query as query_mod
-from conftest import NS, T0_S, Fixture
 from tracehive.storage.duckdb.backend import DuckDBStore
 
 N = 300_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from query_fixtures import NS, T0_S, Fixture
 
-from conftest import NS, T0_S, Fixture
 from tracehive.query.saved import SavedQueries
 from tracehive.query.service import QueryNotFound, QueryService
 from tracehive.query.spec import SpecError, parse_spec

@@ -4,8 +4,8 @@ environment within the window, trace-level filters, newest first."""
 from __future__ import annotations
 
 import pytest
+from query_fixtures import NS, T0_S, Fixture
 
-from conftest import NS, T0_S, Fixture
 from tracehive.query.spec import SpecError, parse_spec
 from tracehive.storage.api import Scope
 from tracehive.storage.duckdb.traces import search_traces

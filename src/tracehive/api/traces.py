@@ -8,6 +8,7 @@ resource and attributes, plus the logs that carry the trace id.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -91,7 +92,7 @@ async def search(request: Request) -> Response:
         import asyncio
 
         found = await asyncio.to_thread(
-            services.store.search_traces, scope, spec, trace_filters, int(time.time()), limit
+            services.store.search_traces, scope, spec, trace_filters, math.ceil(time.time()), limit
         )
     except AuthFailure as exc:
         return _error(exc.status, exc.message)

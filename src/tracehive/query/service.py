@@ -14,6 +14,7 @@ but not false: total and "other" rows are not implemented, and are refused rathe
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -108,7 +109,7 @@ class QueryService:
     ) -> dict[str, Any]:
         """Start the query; raises ``QueryNotFound`` (404) or ``SpecError`` (400)."""
         spec, spec_json, include_series = self._prepare(env_id, query_id, options)
-        now_s = int(self._clock())
+        now_s = self._now_s()
         future = self._pool.submit(self.store.run_query, scope, spec, now_s, include_series)
         result = _Result(
             new_id(), env_id, query_id, spec_json, include_series, future, self._clock()
@@ -143,7 +144,7 @@ class QueryService:
     def run(
         self, scope: Scope, spec: QuerySpec, include_series: bool = True, now_s: int | None = None
     ) -> QueryData:
-        now = int(self._clock()) if now_s is None else now_s
+        now = self._now_s() if now_s is None else now_s
         return self.store.run_query(scope, spec, now, include_series)
 
     def close(self) -> None:
@@ -151,6 +152,10 @@ class QueryService:
         self.saved.close()
 
     # -- internals ------------------------------------------------------------------------
+    def _now_s(self) -> int:
+        """Now, rounded up: a relative window ends after events received this very second."""
+        return math.ceil(self._clock())
+
     def _prepare(
         self, env_id: int, query_id: str, options: dict[str, Any]
     ) -> tuple[QuerySpec, dict[str, Any], bool]:

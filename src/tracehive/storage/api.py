@@ -80,7 +80,9 @@ class Store(Protocol):
     def columns(self, scope: Scope) -> list[ColumnInfo]:
         """Every query-visible column with data in the scope (fixed ones first)."""
 
-    def run_query(self, scope: Scope, spec: QuerySpec, now_s: int) -> QueryData:
+    def run_query(
+        self, scope: Scope, spec: QuerySpec, now_s: int, include_series: bool = True
+    ) -> QueryData:
         """Run a validated Honeycomb query spec. MUST weight COUNT-like results by samplerate."""
 
     def get_trace(self, env_id: int, trace_id: bytes) -> list[dict[str, Any]]:
