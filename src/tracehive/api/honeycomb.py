@@ -221,8 +221,10 @@ async def datasets(request: Request) -> Response:
 
 ROUTES = [
     Route("/1/auth", auth, methods=["GET"]),
-    Route("/1/events/{dataset:path}", _ingest_route(Kind.HONEYCOMB_EVENT), methods=["POST"]),
-    Route("/1/batch/{dataset:path}", _ingest_route(Kind.HONEYCOMB_BATCH), methods=["POST"]),
+    # One path segment, like the read routes: a dataset a client could write but never address
+    # again (e.g. "team/api") is refused with 404 instead.
+    Route("/1/events/{dataset}", _ingest_route(Kind.HONEYCOMB_EVENT), methods=["POST"]),
+    Route("/1/batch/{dataset}", _ingest_route(Kind.HONEYCOMB_BATCH), methods=["POST"]),
     Route("/1/queries/{dataset}/{query_id}", get_query, methods=["GET"]),
     Route("/1/queries/{dataset}", create_query, methods=["POST"]),
     Route("/1/query_results/{dataset}/{result_id}", get_result, methods=["GET"]),

@@ -51,7 +51,7 @@ def attr_field(key: str, attr_type: str) -> str:
 
 def split_attr_field(name: str) -> tuple[str, str] | None:
     """``"s:http.method"`` -> ``("http.method", "s")``; None for a fixed column name."""
-    if len(name) > 2 and name[1] == ":" and name[0] in ATTR_ARROW:
+    if len(name) >= 2 and name[1] == ":" and name[0] in ATTR_ARROW:
         return name[2:], name[0]
     return None
 

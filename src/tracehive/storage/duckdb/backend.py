@@ -302,11 +302,18 @@ class DuckDBStore:
             + " GROUP BY column_id ORDER BY column_id"
         )
         by_id = {v: k for k, v in self._attr_ids.items()}
+        attrs: dict[str, ColumnInfo] = {}
         for col_id, last in self.cursor().execute(sql, _scope_params(scope)).fetchall():
             col = self._attr_by_field.get(by_id.get(col_id, ""))
-            if col is not None and col.name not in FIXED:
-                out.append(ColumnInfo(col.name, col.type, False, last))
-        return out
+            if col is None or col.name in FIXED:
+                continue
+            seen = attrs.get(col.name)
+            if seen is not None:  # one key, several value types: one column, read as text
+                last = max(last, seen.last_written_ns or 0)
+                attrs[col.name] = ColumnInfo(col.name, "string", False, last)
+            else:
+                attrs[col.name] = ColumnInfo(col.name, col.type, False, last)
+        return out + list(attrs.values())
 
     def run_query(
         self, scope: Scope, spec: QuerySpec, now_s: int, include_series: bool = True
