@@ -6,6 +6,7 @@ run concurrently with ingest (DuckDB's MVCC). See ``storage/schema.py`` for the 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from importlib import resources
@@ -172,7 +173,9 @@ class DuckDBStore:
         try:
             con.execute("INSERT INTO events BY NAME SELECT * FROM _incoming")
         finally:
-            con.unregister("_incoming")
+            # in an aborted transaction unregister fails too; keep the insert's error, not that
+            with contextlib.suppress(duckdb.Error):
+                con.unregister("_incoming")
         if len(trace_keys):
             tk = pa.table(
                 {"trace_key": trace_keys, "seq": np.full(len(trace_keys), seq, np.uint64)}
