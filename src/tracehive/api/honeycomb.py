@@ -107,6 +107,22 @@ def _scope(request: Request, env_id: int):
     return request.app.state.services.scope(env_id, request.path_params["dataset"])
 
 
+_READ_ERRORS = (AuthFailure, orjson.JSONDecodeError, SpecError, LookupError)
+
+
+def read_error(exc: Exception) -> Response:
+    """The Honeycomb error response for a failure of a query-side route."""
+    if isinstance(exc, AuthFailure):
+        return error(exc.status, exc.message)
+    if isinstance(exc, UnknownDataset):
+        return error(404, f"dataset {exc.args[0]!r} not found")
+    if isinstance(exc, orjson.JSONDecodeError):
+        return error(400, "request body is not valid JSON")
+    if isinstance(exc, SpecError):
+        return error(400, str(exc))
+    return error(404, "query not found")  # QueryNotFound
+
+
 async def create_query(request: Request) -> Response:
     services = request.app.state.services
     try:
@@ -117,14 +133,8 @@ async def create_query(request: Request) -> Response:
         spec = services.queries.create_query(
             key.env_id, None if dataset == ALL_DATASETS else dataset, body
         )
-    except AuthFailure as exc:
-        return error(exc.status, exc.message)
-    except UnknownDataset as exc:
-        return error(404, f"dataset {exc.args[0]!r} not found")
-    except orjson.JSONDecodeError:
-        return error(400, "request body is not valid JSON")
-    except SpecError as exc:
-        return error(400, str(exc))
+    except _READ_ERRORS as exc:
+        return read_error(exc)
     return json_response(spec)
 
 
@@ -150,16 +160,8 @@ async def create_result(request: Request) -> Response:
             return error(400, "query_id is required")
         options = {k: v for k, v in body.items() if k != "query_id"}
         result = services.queries.create_result(key.env_id, scope, body["query_id"], options)
-    except AuthFailure as exc:
-        return error(exc.status, exc.message)
-    except UnknownDataset as exc:
-        return error(404, f"dataset {exc.args[0]!r} not found")
-    except orjson.JSONDecodeError:
-        return error(400, "request body is not valid JSON")
-    except SpecError as exc:
-        return error(400, str(exc))
-    except LookupError:
-        return error(404, "query not found")
+    except _READ_ERRORS as exc:
+        return read_error(exc)
     dataset = quote(request.path_params["dataset"], safe="")
     location = f"{request.base_url}1/query_results/{dataset}/{result['id']}"
     return json_response(result, 201, {"Location": location})
