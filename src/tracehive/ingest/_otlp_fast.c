@@ -28,6 +28,15 @@
  *     member.
  * Malformed input raises ValueError("malformed OTLP protobuf: <what> (at byte N)").
  *
+ * Per-request limits (MAX_ROWS, MAX_ATTR_KEYS, MAX_CELLS below; the numbers, messages and order of
+ * checks are ingest/otlp/common.py's): a request past one raises ValueError(<common.py's message>)
+ * as soon as the first row past it is found, before that row is stored, so a hostile body (a
+ * resource with 50k attributes over 20k spans: 10^9 cells) costs no more than the limits.  Rows
+ * are checked when a row is emitted, keys when a resource/scope list is compacted and when a key
+ * first gets a column (row_commit_attrs), cells once per row (d->ncells + d->nrt); within a row
+ * keys take precedence over cells, as in the reference (whose put_* meet keys first).  The rest of
+ * the body is then not read, so a body that is also malformed further on reports the limit.
+ *
  * Shape of the work: each message is walked with a tag loop; where a message's rows depend on
  * fields that may come later (a span's ids before its attributes, events and links; a resource
  * before its scope_spans) the message is walked again for those fields, from the first
@@ -55,6 +64,28 @@
 #define STR_CACHE_MAX 96   /* string values up to this many bytes go through the value cache */
 #define KCACHE_SIZE 512    /* direct-mapped front cache of attribute keys (power of 2) */
 #define VCACHE_SIZE 2048   /* direct-mapped cache of short string values (power of 2) */
+
+/* Per-request limits: keep these (and the messages) identical to ingest/otlp/common.py.  The
+ * #ifndef is for tests only (tests/ingest/test_otlp_limits.py builds a copy with tiny limits with
+ * -D to check the order of the checks against the reference). */
+#ifndef MAX_ROWS
+#define MAX_ROWS 200000        /* rows: spans + span events + links */
+#endif
+#ifndef MAX_ATTR_KEYS
+#define MAX_ATTR_KEYS 2000     /* distinct attribute keys (Honeycomb: 2,000 columns per event) */
+#endif
+#ifndef MAX_CELLS
+#define MAX_CELLS 10000000     /* attribute values placed into rows */
+#endif
+#define XSTR(x) #x
+#define STR(x) XSTR(x)
+static const char MSG_TOO_MANY_ROWS[] =
+    "request has more than " STR(MAX_ROWS) " rows (spans, span events and links)";
+static const char MSG_TOO_MANY_KEYS[] =
+    "request has more than " STR(MAX_ATTR_KEYS) " distinct attribute keys";
+static const char MSG_TOO_MANY_CELLS[] =
+    "request has more than " STR(MAX_CELLS)
+    " attribute values (resource and scope attributes count once per row)";
 
 /* ------------------------------------------------------------------------------------------ */
 /* Module-level constants                                                                      */
@@ -121,6 +152,7 @@ typedef struct {
     PyObject *str; /* borrowed from the string table */
     int32_t col[4];
     uint32_t stamp, slot;
+    int counted; /* counted against MAX_ATTR_KEYS */
 } KeyEnt;
 
 /* Front caches: one slot per cheap hash, no chains (a collision only costs a miss, so hostile
@@ -182,6 +214,7 @@ typedef struct {
     RowAttr *rt;
     size_t nrt, caprt;
     uint32_t stamp;
+    size_t nattr_keys; /* keys counted against MAX_ATTR_KEYS */
 
     AttrList span_attrs, tmp_attrs;
     Py_ssize_t rejected;
@@ -695,6 +728,7 @@ static Py_ssize_t get_key(Dec *d, Slice s, int ascii)
         k->col[0] = k->col[1] = k->col[2] = k->col[3] = -1;
         k->stamp = 0;
         k->slot = 0;
+        k->counted = 0;
         e->key = (int32_t)d->nkeys++;
     }
     c->p = s.p;
@@ -1102,6 +1136,31 @@ static void attrs_compact(Dec *d, AttrList *l, int drop_service)
     l->n = n;
 }
 
+/* A per-request limit is passed: ValueError(msg), -1 (the whole request is refused). */
+static int limit_err(const char *msg)
+{
+    PyErr_SetString(PyExc_ValueError, msg);
+    return -1;
+}
+
+/* Count a key against MAX_ATTR_KEYS the first time it gets a column or is in a compacted
+ * resource/scope list (the reference: RowWriter.column). */
+static int count_key(Dec *d, uint32_t key)
+{
+    KeyEnt *k = &d->keys[key];
+    if (k->counted) return 0;
+    k->counted = 1;
+    if (++d->nattr_keys > MAX_ATTR_KEYS) return limit_err(MSG_TOO_MANY_KEYS);
+    return 0;
+}
+
+static int count_keys(Dec *d, const AttrList *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (count_key(d, l->v[i].key) < 0) return -1;
+    return 0;
+}
+
 /* Commit the current row's attributes into the attribute columns (row index d->nrows). */
 static int row_commit_attrs(Dec *d)
 {
@@ -1112,6 +1171,7 @@ static int row_commit_attrs(Dec *d)
         KeyEnt *k = &d->keys[ra->key];
         int32_t ci = k->col[ra->type - 1];
         if (ci < 0) {
+            if (count_key(d, ra->key) < 0) return -1;
             if (grow((void **)&d->cols, &d->capcols, d->ncols + 1, sizeof(Column)) < 0) return -1;
             ci = (int32_t)d->ncols++;
             d->cols[ci] = (Column){ra->key, ra->type, NULL};
@@ -1135,6 +1195,19 @@ static int row_emit(Dec *d, PyObject *v[NFIX])
         if (!v[i]) bad = 1;
     if (!bad && d->nrows >= UINT32_MAX - 1) {
         PyErr_NoMemory();
+        bad = 1;
+    }
+    /* limits, before anything of the row is stored: rows, then keys (the row's new keys would
+     * pass MAX_ATTR_KEYS: only looked for here when the row is refused anyway; otherwise
+     * row_commit_attrs counts them), then cells (one add and compare per row) */
+    if (!bad && d->nrows >= MAX_ROWS) {
+        limit_err(MSG_TOO_MANY_ROWS);
+        bad = 1;
+    }
+    if (!bad && d->ncells + d->nrt > MAX_CELLS) {
+        for (size_t i = 0; i < d->nrt && !bad; i++)
+            if (count_key(d, d->rt[i].key) < 0) bad = 1;
+        if (!bad) limit_err(MSG_TOO_MANY_CELLS);
         bad = 1;
     }
     if (!bad && d->nrows == d->caprows &&
@@ -1662,6 +1735,7 @@ static int parse_scope_spans(Dec *d, const uint8_t *p0, const uint8_t *end, int 
         if (skip_field(d, &p, end, fn, wt, depth) < 0) goto done;
     }
     attrs_compact(d, &sc.attrs, 0);
+    if (count_keys(d, &sc.attrs) < 0) goto done;
     sc.lib_name = sc.name.n ? get_str(d, sc.name, sc.name_ascii) : ref(Py_None);
     if (!sc.lib_name) goto done;
     sc.lib_version = sc.version.n ? get_str(d, sc.version, sc.version_ascii) : ref(Py_None);
@@ -1721,6 +1795,7 @@ static int parse_resource_spans(Dec *d, const uint8_t *p0, const uint8_t *end, i
     }
     if (resource_service(d, &res) < 0) goto done;
     attrs_compact(d, &res.attrs, 1);
+    if (count_keys(d, &res.attrs) < 0) goto done;
     if (first_ss) {
         for (p = first_ss; p < end;) {
             uint32_t fn;
@@ -1794,6 +1869,7 @@ static void dec_end(Dec *d)
             d->vcache[i].hits = 0;
         }
     d->nrt = 0;
+    d->nattr_keys = 0;
     attrs_clear(&d->span_attrs);
     attrs_clear(&d->tmp_attrs);
     d->base = NULL;
@@ -1839,6 +1915,7 @@ static int dec_begin(Dec *d, const uint8_t *base)
     d->err = NULL;
     d->err_off = -1;
     d->rejected = 0;
+    d->nattr_keys = 0;
     if (!d->slots) {
         d->nslots = 64;
         d->slots = PyMem_Calloc(d->nslots, sizeof(uint32_t));
@@ -1976,7 +2053,8 @@ static PyMethodDef methods[] = {
     {"decode_traces", decode_traces, METH_O,
      "decode_traces(data) -> (cols, attrs, n, rejected, error_message)\n\n"
      "Decode a protobuf ExportTraceServiceRequest into EventBatch columns. Raises ValueError on "
-     "malformed input."},
+     "malformed input and on a request past a per-request limit (MAX_ROWS, MAX_ATTR_KEYS, "
+     "MAX_CELLS)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2037,7 +2115,10 @@ PyMODINIT_FUNC PyInit__otlp_fast(void)
         Py_DECREF(m);
         return NULL;
     }
-    if (PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0) {
+    if (PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_ROWS", MAX_ROWS) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_ATTR_KEYS", MAX_ATTR_KEYS) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_CELLS", MAX_CELLS) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -8,15 +8,16 @@ modules read OTLP/JSON into the same shapes.
 Traces in protobuf go through the C accelerator ``tracehive.ingest._otlp_fast`` when it is built.
 Its contract: ``_otlp_fast.decode_traces(body) -> (cols, attrs, n, rejected, error_message)``
 with ``cols``/``attrs`` exactly the ``EventBatch.cols``/``.attrs`` that ``decode_traces_py``
-builds, and ``ValueError(detail)`` when the body is not a valid ExportTraceServiceRequest. The
-tests hold the two to identical output.
+builds, and ``ValueError(detail)`` when the body is not a valid ExportTraceServiceRequest or is
+past a per-request limit (``common.py``: then ``detail`` is the reference decoder's message, which
+starts with ``LIMIT_PREFIX``). The tests hold the two to identical output.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from tracehive.ingest.otlp.common import Decoded, DecodeError
+from tracehive.ingest.otlp.common import LIMIT_PREFIX, Decoded, DecodeError
 from tracehive.ingest.otlp.logs import decode_logs_pb
 from tracehive.ingest.otlp.logs_json import decode_logs_json
 from tracehive.ingest.otlp.metrics import decode_metrics_pb
@@ -57,7 +58,10 @@ def _decode_traces_fast(body: bytes) -> Decoded:
     try:
         cols, attrs, n, rejected, message = _otlp_fast.decode_traces(body)  # type: ignore[union-attr]
     except ValueError as exc:
-        raise DecodeError(f"payload is not a valid ExportTraceServiceRequest: {exc}") from None
+        detail = str(exc)
+        if detail.startswith(LIMIT_PREFIX):  # past a per-request limit: the reference's message
+            raise DecodeError(detail) from None
+        raise DecodeError(f"payload is not a valid ExportTraceServiceRequest: {detail}") from None
     accepted = cols["signal"].count("span")  # one span row per accepted span
     return Decoded(EventBatch(n=n, cols=cols, attrs=attrs), None, accepted, rejected, message)
 

@@ -15,6 +15,22 @@ typed attribute ``(t, value)``:
 A dropped attribute is as if it had not been sent: it does not override an earlier one with the
 same key. Otherwise the later of two attributes with one key wins, also across types (resource,
 then scope, then the record's own attributes).
+
+Per-request limits (hostile input: a ~1 MB body with 50k resource attributes and 20k spans would
+otherwise become ~10^9 attribute cells). A request past any of them is refused whole with a
+``DecodeError`` (400) naming the limit, before it is materialized:
+
+* ``MAX_ROWS`` rows: spans + span events + links (rejected spans and links left out do not
+  count), log records, or metric data points;
+* ``MAX_ATTR_KEYS`` distinct attribute keys: the keys that get a column (``RowWriter.column``):
+  resource attributes (minus service.name), scope attributes and the attributes of every row,
+  dropped values, empty keys and rejected spans left out. Metrics have no columns: no key limit;
+* ``MAX_CELLS`` attribute values: every value placed into a row (resource and scope attributes
+  count once per row they are copied onto); for metrics, ``len(point.attributes)`` per point.
+
+Rows are checked when a row is started, keys when a key first gets a column, cells when a row's
+attributes are complete, so the first row that goes past a limit decides the message. The C
+decoder (``_otlp_fast.c``) has the same numbers, messages and order of checks.
 """
 
 from __future__ import annotations
@@ -28,10 +44,20 @@ from tracehive.model.batch import FIXED_COLUMNS, EventBatch, MetricBatch
 
 __all__ = [
     "INT64_MAX",
+    "LIMIT_PREFIX",
+    "MAX_ATTR_KEYS",
+    "MAX_CELLS",
+    "MAX_ROWS",
     "SERVICE_NAME",
+    "TOO_MANY_CELLS",
+    "TOO_MANY_KEYS",
+    "TOO_MANY_LOG_RECORDS",
+    "TOO_MANY_POINTS",
+    "TOO_MANY_SPAN_ROWS",
     "UNKNOWN_SERVICE",
     "DecodeError",
     "Decoded",
+    "PointBudget",
     "RowWriter",
     "clamp_ns",
     "dataset_and_service",
@@ -46,12 +72,28 @@ SERVICE_NAME = "service.name"
 # Honeycomb routes telemetry without a service.name to "unknown_service" (PROTOCOLS.md §6.1).
 UNKNOWN_SERVICE = "unknown_service"
 
+# Per-request limits (see the module docstring); _otlp_fast.c has the same numbers and messages.
+MAX_ROWS = 200_000
+MAX_ATTR_KEYS = 2_000  # Honeycomb's own limit: 2,000 columns per event
+MAX_CELLS = 10_000_000
+TOO_MANY_SPAN_ROWS = f"request has more than {MAX_ROWS} rows (spans, span events and links)"
+TOO_MANY_LOG_RECORDS = f"request has more than {MAX_ROWS} log records"
+TOO_MANY_POINTS = f"request has more than {MAX_ROWS} data points"
+TOO_MANY_KEYS = f"request has more than {MAX_ATTR_KEYS} distinct attribute keys"
+TOO_MANY_CELLS = (
+    f"request has more than {MAX_CELLS} attribute values"
+    " (resource and scope attributes count once per row)"
+)
+#: How every limit message starts (``otlp.decode_traces`` tells them from C wire errors by it).
+LIMIT_PREFIX = "request has more than "
+
 # Tagged values: (type, value) with type one of the model's attribute types (model/batch.py).
 TypedValue = tuple[str, Any]
 
 
 class DecodeError(ValueError):
-    """The payload is malformed; the message is shown to the client in a 400 google.rpc.Status."""
+    """The payload is malformed or past a per-request limit; the message is shown to the client
+    in a 400 google.rpc.Status."""
 
 
 @dataclass(slots=True)
@@ -142,6 +184,32 @@ def dataset_and_service(resource: dict[str, TypedValue]) -> tuple[str, str | Non
     return UNKNOWN_SERVICE, None
 
 
+class PointBudget:
+    """MAX_ROWS and MAX_CELLS for metric data points (a ``dict`` of attributes each, no columns).
+
+    ``reserve`` before a metric's points are built: its ``n`` points will carry at least
+    ``per_point`` attributes each (the resource and scope ones), so a request past a limit is
+    refused before any of them exists; ``add`` then counts what they really carry."""
+
+    __slots__ = ("cells", "points")
+
+    def __init__(self) -> None:
+        self.points = 0
+        self.cells = 0
+
+    def reserve(self, n: int, per_point: int) -> None:
+        if self.points + n > MAX_ROWS:
+            raise DecodeError(TOO_MANY_POINTS)
+        if self.cells + n * per_point > MAX_CELLS:
+            raise DecodeError(TOO_MANY_CELLS)
+
+    def add(self, points: list[Any]) -> None:
+        self.points += len(points)
+        self.cells += sum([len(p.attributes) for p in points])
+        if self.cells > MAX_CELLS:
+            raise DecodeError(TOO_MANY_CELLS)
+
+
 # put_pb's type hints: which scalar member a key's value was last time.
 _S, _I, _F, _B = 0, 1, 2, 3
 _MEMBERS = ("string_value", "int_value", "double_value", "bool_value")
@@ -157,20 +225,32 @@ class RowWriter:
     are preallocated to ``cap`` rows of None, so writing a value is one ``col[row] = v`` and a row
     that lacks the key is already padded. ``reserve`` grows every column in place (callers hold
     column lists across rows, so a column is never replaced).
+
+    The limits (module docstring): callers reserve row by row (``if row >= cap``), and ``cap``
+    never passes ``MAX_ROWS``, so that test is also the row limit; ``column`` counts keys;
+    callers pass each row's cell count (``len(seen)`` once the row is written) to ``add_cells``.
+    So memory stays within columns x (at most twice the rows written), never a reservation made
+    ahead of rows that a limit then refuses.
     """
 
-    __slots__ = ("cap", "cols", "hints", "rows")
+    __slots__ = ("cap", "cells", "cols", "hints", "keys", "rows", "too_many_rows")
 
-    def __init__(self) -> None:
+    def __init__(self, too_many_rows: str) -> None:
         self.rows: list[tuple[Any, ...]] = []
         self.cols: dict[str, dict[str, list[Any]]] = {"s": {}, "i": {}, "f": {}, "b": {}}
         self.cap = 0
         self.hints: dict[str, tuple[list[Any], int]] = {}  # see put_pb
+        self.keys: set[str] = set()  # every key with a column, for MAX_ATTR_KEYS
+        self.cells = 0
+        self.too_many_rows = too_many_rows  # the DecodeError message past MAX_ROWS
 
     def reserve(self, need: int) -> int:
-        """Make every attribute column at least ``need`` long; returns the new capacity."""
+        """Make every attribute column at least ``need`` long; returns the new capacity (at
+        most ``MAX_ROWS``). ``DecodeError`` when ``need`` is past ``MAX_ROWS``."""
         if need > self.cap:
-            new_cap = max(need, 2 * self.cap, 64)
+            if need > MAX_ROWS:
+                raise DecodeError(self.too_many_rows)
+            new_cap = min(max(need, 2 * self.cap, 64), MAX_ROWS)
             pad = [None] * (new_cap - self.cap)
             for by_key in self.cols.values():
                 for col in by_key.values():
@@ -182,8 +262,19 @@ class RowWriter:
         by_key = self.cols[t]
         col = by_key.get(key)
         if col is None:
+            keys = self.keys
+            if key not in keys:
+                keys.add(key)
+                if len(keys) > MAX_ATTR_KEYS:
+                    raise DecodeError(TOO_MANY_KEYS)
             col = by_key[key] = [None] * self.cap
         return col
+
+    def add_cells(self, n: int) -> None:
+        """Count a finished row's ``n`` attribute values (``len(seen)``) against MAX_CELLS."""
+        self.cells += n
+        if self.cells > MAX_CELLS:
+            raise DecodeError(TOO_MANY_CELLS)
 
     def base(self, attrs: dict[str, TypedValue]) -> tuple[list[tuple[list[Any], Any]], dict]:
         """Resolve merged resource/scope attributes once: ``(writes, seen)`` where ``writes`` is

@@ -22,6 +22,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from tracehive.ingest.otlp.common import (
     INT64_MAX,
+    TOO_MANY_LOG_RECORDS,
     Decoded,
     DecodeError,
     RowWriter,
@@ -51,8 +52,10 @@ def decode_logs_pb(body: bytes, now_ns: int | None = None) -> Decoded:
     except Exception as exc:
         raise DecodeError(f"payload is not a valid ExportLogsServiceRequest: {exc}") from None
     now = time.time_ns() if now_ns is None else now_ns
-    w = RowWriter()
+    w = RowWriter(TOO_MANY_LOG_RECORDS)
     rows = w.rows
+    add_cells = w.add_cells
+    cap = 0
     for resource_logs in request.resource_logs:
         res = pb_attr_map(resource_logs.resource.attributes)
         dataset, service = dataset_and_service(res)
@@ -61,13 +64,17 @@ def decode_logs_pb(body: bytes, now_ns: int | None = None) -> Decoded:
             lib_name = scope.name or None
             lib_version = scope.version or None
             writes, base_seen = w.base({**res, **pb_attr_map(scope.attributes)})
-            records = scope_logs.log_records
-            w.reserve(len(rows) + len(records))
-            for record in records:
+            for record in scope_logs.log_records:
+                # Limits (common.py): reserving row by row is also the MAX_ROWS check; the
+                # columns put_pb creates count keys; add_cells counts the row's values.
                 row = len(rows)
+                if row >= cap:
+                    cap = w.reserve(row + 1)
                 for col, v in writes:
                     col[row] = v
-                w.put_pb(record.attributes, row, base_seen.copy())
+                seen = base_seen.copy()
+                w.put_pb(record.attributes, row, seen)
+                add_cells(len(seen))
                 ts = record.time_unix_nano or record.observed_time_unix_nano or now
                 trace_id = record.trace_id
                 raw_sid = record.span_id

@@ -9,6 +9,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 from tracehive.ingest.otlp import json_wire as j
 from tracehive.ingest.otlp.common import (
     INT64_MAX,
+    TOO_MANY_LOG_RECORDS,
     Decoded,
     DecodeError,
     RowWriter,
@@ -25,7 +26,7 @@ def decode_logs_json(body: bytes, now_ns: int | None = None) -> Decoded:
     """Decode an OTLP/JSON ExportLogsServiceRequest. ``now_ns``: the receive time."""
     doc = j.load(body, "resourceLogs")
     now = time.time_ns() if now_ns is None else now_ns
-    w = RowWriter()
+    w = RowWriter(TOO_MANY_LOG_RECORDS)
     rows = w.rows
     try:
         for ri, resource_logs in enumerate(j.get_list(doc, "resourceLogs", "resource_logs")):
@@ -46,7 +47,6 @@ def decode_logs_json(body: bytes, now_ns: int | None = None) -> Decoded:
                             lib_version = j.get_str(scope, "version") or None
                             writes, base_seen = w.base({**res, **j.attr_map(scope)})
                         records = j.get_list(scope_logs, "logRecords", "log_records")
-                        w.reserve(len(rows) + len(records))
                         for i, record in enumerate(records):
                             with j.at("logRecords", i):
                                 j.need_obj(record)
@@ -64,11 +64,14 @@ def decode_logs_json(body: bytes, now_ns: int | None = None) -> Decoded:
                                 body_av = record.get("body")
                                 text = body_text(j.plain(body_av, "body"), j.is_string(body_av))
                                 attrs = j.attributes(record)
-                            row = len(rows)
+                            row = len(rows)  # limits as in logs.py
+                            if row >= w.cap:
+                                w.reserve(row + 1)
                             for col, v in writes:
                                 col[row] = v
                             seen = base_seen.copy()
                             w.put_all(attrs, row, seen)
+                            w.add_cells(len(seen))
                             if trace_id is not None and (
                                 len(trace_id) != 16 or trace_id == _ZERO16
                             ):

@@ -8,6 +8,11 @@ resource (minus service.name), then scope, then the point's, as plain Python val
 in ``common.py``. Times are clamped to 2^63 - 1; a zero start time is None; temporality 0
 (UNSPECIFIED) is None; optional histogram sum/min/max are None when absent. Exemplars and point
 flags are not kept. Data points are never rejected.
+
+Limits (common.py): more than ``MAX_ROWS`` points, or more than ``MAX_CELLS`` attributes over all
+points (the resource and scope ones count once per point), refuse the request; checked per metric
+before its points are built (``PointBudget``). There is no key limit: points carry dicts, not
+columns.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from tracehive.ingest.otlp.common import (
     Decoded,
     DecodeError,
+    PointBudget,
     TypedValue,
     clamp_ns,
     dataset_and_service,
@@ -90,6 +96,7 @@ def decode_metrics_pb(body: bytes, dataset: str) -> Decoded:
     except Exception as exc:
         raise DecodeError(f"payload is not a valid ExportMetricsServiceRequest: {exc}") from None
     points: list[MetricPoint] = []
+    budget = PointBudget()
     for resource_metrics in request.resource_metrics:
         res = pb_attr_map(resource_metrics.resource.attributes)
         _, service = dataset_and_service(res)
@@ -113,5 +120,9 @@ def decode_metrics_pb(body: bytes, dataset: str) -> Decoded:
                     common["temporality"] = data.aggregation_temporality or None
                 if field == "sum":
                     common["is_monotonic"] = data.is_monotonic
-                points.extend(_point(dp, kind, common, base) for dp in data.data_points)
+                data_points = data.data_points
+                budget.reserve(len(data_points), len(base))
+                new = [_point(dp, kind, common, base) for dp in data_points]
+                budget.add(new)
+                points.extend(new)
     return Decoded(None, MetricBatch(points), len(points), 0, "")

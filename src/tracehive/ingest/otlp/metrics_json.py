@@ -7,7 +7,13 @@ from typing import Any
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from tracehive.ingest.otlp import json_wire as j
-from tracehive.ingest.otlp.common import Decoded, DecodeError, clamp_ns, dataset_and_service
+from tracehive.ingest.otlp.common import (
+    Decoded,
+    DecodeError,
+    PointBudget,
+    clamp_ns,
+    dataset_and_service,
+)
 from tracehive.ingest.otlp.metrics import merge_plain
 from tracehive.model.batch import MetricBatch, MetricPoint
 
@@ -88,7 +94,9 @@ def _point(dp: dict[str, Any], kind: str, common: dict[str, Any], base: dict) ->
     return point
 
 
-def _metric_points(metric: dict[str, Any], dataset: str, service: Any, base: dict) -> list:
+def _metric_points(
+    metric: dict[str, Any], dataset: str, service: Any, base: dict, budget: PointBudget
+) -> list:
     found = None
     for camel, snake, kind in _DATA:
         data = metric.get(camel, metric.get(snake))
@@ -114,10 +122,13 @@ def _metric_points(metric: dict[str, Any], dataset: str, service: Any, base: dic
             common["temporality"] = temporality or None
         if kind == "sum":
             common["is_monotonic"] = j.get_bool(data, "isMonotonic", "is_monotonic")
+        data_points = j.get_list(data, "dataPoints", "data_points")
+        budget.reserve(len(data_points), len(base))  # limits as in metrics.py
         points = []
-        for i, dp in enumerate(j.get_list(data, "dataPoints", "data_points")):
+        for i, dp in enumerate(data_points):
             with j.at("dataPoints", i):
                 points.append(_point(j.need_obj(dp), kind, common, base))
+    budget.add(points)
     return points
 
 
@@ -125,6 +136,7 @@ def decode_metrics_json(body: bytes, dataset: str) -> Decoded:
     """Decode an OTLP/JSON ExportMetricsServiceRequest into points for ``dataset``."""
     doc = j.load(body, "resourceMetrics")
     points: list[MetricPoint] = []
+    budget = PointBudget()
     try:
         for ri, rm in enumerate(j.get_list(doc, "resourceMetrics", "resource_metrics")):
             with j.at("resourceMetrics", ri):
@@ -143,7 +155,9 @@ def decode_metrics_json(body: bytes, dataset: str) -> Decoded:
                         for mi, metric in enumerate(j.get_list(sm, "metrics")):
                             with j.at("metrics", mi):
                                 points.extend(
-                                    _metric_points(j.need_obj(metric), dataset, service, base)
+                                    _metric_points(
+                                        j.need_obj(metric), dataset, service, base, budget
+                                    )
                                 )
     except j.JsonError as exc:
         raise j.as_decode_error(exc) from None

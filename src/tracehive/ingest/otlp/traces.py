@@ -35,6 +35,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from tracehive.ingest.otlp.common import (
     INT64_MAX,
+    TOO_MANY_SPAN_ROWS,
     Decoded,
     DecodeError,
     RowWriter,
@@ -79,8 +80,9 @@ def span_sample_rate(pb_attrs: Any) -> int:
 def decode_traces_pb(body: bytes) -> Decoded:
     """Decode a protobuf ExportTraceServiceRequest (the pure-Python reference path)."""
     request = parse_request(body)
-    w = RowWriter()
+    w = RowWriter(TOO_MANY_SPAN_ROWS)
     rows = w.rows
+    add_cells = w.add_cells
     add_row = rows.append
     cap = 0
     accepted = rejected = 0
@@ -123,15 +125,17 @@ def decode_traces_pb(body: bytes) -> Decoded:
                 if events and not error:
                     error = any(ev.name == EXCEPTION_EVENT for ev in events)
 
+                # Limits (common.py): reserving row by row is also the MAX_ROWS check; the
+                # columns put_pb creates count keys; add_cells counts the row's values.
                 row = len(rows)
-                need = row + 1 + len(events) + len(links)
-                if need > cap:
-                    cap = w.reserve(need)
+                if row >= cap:
+                    cap = w.reserve(row + 1)
                 for col, v in span_writes:
                     col[row] = v
                 attrs = span.attributes
                 seen = span_seen.copy()
                 w.put_pb(attrs, row, seen)
+                add_cells(len(seen))
                 samplerate = span_sample_rate(attrs) if SAMPLE_RATE in seen else 1
                 add_row(
                     (
@@ -158,9 +162,13 @@ def decode_traces_pb(body: bytes) -> Decoded:
                 )
                 for ev in events:
                     row += 1
+                    if row >= cap:
+                        cap = w.reserve(row + 1)
                     for col, v in res_writes:
                         col[row] = v
-                    w.put_pb(ev.attributes, row, res_seen.copy())
+                    seen = res_seen.copy()
+                    w.put_pb(ev.attributes, row, seen)
+                    add_cells(len(seen))
                     name = ev.name
                     t = ev.time_unix_nano
                     add_row(
@@ -197,12 +205,15 @@ def decode_traces_pb(body: bytes) -> Decoded:
                     ):
                         continue
                     row += 1
+                    if row >= cap:
+                        cap = w.reserve(row + 1)
                     for col, v in res_writes:
                         col[row] = v
                     seen = res_seen.copy()
                     w.put("trace.link.trace_id", "s", link_tid.hex(), row, seen)
                     w.put("trace.link.span_id", "s", link_sid.hex(), row, seen)
                     w.put_pb(link.attributes, row, seen)
+                    add_cells(len(seen))
                     add_row(
                         (
                             dataset,

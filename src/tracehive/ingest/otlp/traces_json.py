@@ -13,6 +13,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from tracehive.ingest.otlp import json_wire as j
 from tracehive.ingest.otlp.common import (
     INT64_MAX,
+    TOO_MANY_SPAN_ROWS,
     Decoded,
     DecodeError,
     RowWriter,
@@ -86,13 +87,16 @@ def _span_rows(
         parent_id = int.from_bytes(raw_parent, "big") or None
     error = code == STATUS_ERROR or any(ev[1] == EXCEPTION_EVENT for ev in events)
 
+    # Limits as in traces.py: reserving row by row is the MAX_ROWS check, then keys, then cells.
     rows = w.rows
     row = len(rows)
-    w.reserve(row + 1 + len(events) + len(links))
+    if row >= w.cap:
+        w.reserve(row + 1)
     for col, v in span_writes:
         col[row] = v
     seen = span_seen.copy()
     w.put_all(attrs, row, seen)
+    w.add_cells(len(seen))
     samplerate = 1
     for key, t, v in attrs:  # the span's own last SampleRate, if an int > 0
         if key == SAMPLE_RATE:
@@ -104,9 +108,13 @@ def _span_rows(
     )  # fmt: skip
     for t, ev_name, ev_attrs in events:
         row += 1
+        if row >= w.cap:
+            w.reserve(row + 1)
         for col, v in res_writes:
             col[row] = v
-        w.put_all(ev_attrs, row, res_seen.copy())
+        seen = res_seen.copy()
+        w.put_all(ev_attrs, row, seen)
+        w.add_cells(len(seen))
         rows.append(
             (dataset, t, None, trace_id, None, span_id, ev_name, service, None, None, None,
              True if ev_name == EXCEPTION_EVENT else None, "span_event", lib_name, lib_version,
@@ -114,12 +122,15 @@ def _span_rows(
         )  # fmt: skip
     for link_tid, link_sid, link_attrs in links:
         row += 1
+        if row >= w.cap:
+            w.reserve(row + 1)
         for col, v in res_writes:
             col[row] = v
         seen = res_seen.copy()
         w.put("trace.link.trace_id", "s", link_tid.hex(), row, seen)
         w.put("trace.link.span_id", "s", link_sid.hex(), row, seen)
         w.put_all(link_attrs, row, seen)
+        w.add_cells(len(seen))
         rows.append(
             (dataset, start, None, trace_id, None, span_id, None, service, None, None, None, None,
              "link", lib_name, lib_version, samplerate, None, None, None)
@@ -130,7 +141,7 @@ def _span_rows(
 def decode_traces_json(body: bytes) -> Decoded:
     """Decode an OTLP/JSON ExportTraceServiceRequest."""
     doc = j.load(body, "resourceSpans")
-    w = RowWriter()
+    w = RowWriter(TOO_MANY_SPAN_ROWS)
     accepted = rejected = 0
     try:
         for ri, resource_spans in enumerate(j.get_list(doc, "resourceSpans", "resource_spans")):
