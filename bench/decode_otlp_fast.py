@@ -27,13 +27,15 @@ import importlib.util
 import os
 import random
 import statistics
+import sys
 import time
+from pathlib import Path
 from types import ModuleType
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+sys.path.insert(0, str(Path(__file__).parent))
+from decode_otlp import build_request as _base_request
 
 ROUTES = ["/api/orders", "/api/orders/{id}", "/api/users/{id}", "/healthz", "/api/cart", "/login"]
 METHODS = ["GET", "GET", "GET", "POST", "PUT", "DELETE"]
@@ -55,77 +57,14 @@ def load_fast() -> ModuleType:
     return module
 
 
-def _kv(key: str, value: str | int | float | bool) -> KeyValue:
-    if isinstance(value, bool):
-        return KeyValue(key=key, value=AnyValue(bool_value=value))
-    if isinstance(value, int):
-        return KeyValue(key=key, value=AnyValue(int_value=value))
-    if isinstance(value, float):
-        return KeyValue(key=key, value=AnyValue(double_value=value))
-    return KeyValue(key=key, value=AnyValue(string_value=value))
-
-
 def build_request(n_spans: int, rng: random.Random) -> ExportTraceServiceRequest:
-    resource = Resource(
-        attributes=[
-            _kv("service.name", "checkout"),
-            _kv("service.version", "1.4.2"),
-            _kv("host.name", "web-7f9c4d-x2kq"),
-            _kv("telemetry.sdk.name", "opentelemetry"),
-            _kv("telemetry.sdk.language", "python"),
-            _kv("telemetry.sdk.version", "1.45.1"),
-            _kv("process.pid", 4242),
-        ]
-    )
-    scope = InstrumentationScope(name="opentelemetry.instrumentation.flask", version="0.66b1")
-    spans = []
-    now = time.time_ns()
-    trace_id, root_id = rng.randbytes(16), rng.randbytes(8)
-    for i in range(n_spans):
-        if i % 8 == 0:
-            trace_id, root_id = rng.randbytes(16), rng.randbytes(8)
-        start = now + i * 1_000_000
-        method, route = rng.choice(METHODS), rng.choice(ROUTES)
-        code = rng.choice([200, 200, 200, 201, 404, 500])
-        span = Span(
-            trace_id=trace_id,
-            span_id=root_id if i % 8 == 0 else rng.randbytes(8),
-            parent_span_id=b"" if i % 8 == 0 else root_id,
-            name=f"{method} {route}",
-            kind=Span.SPAN_KIND_SERVER if i % 8 == 0 else Span.SPAN_KIND_CLIENT,
-            start_time_unix_nano=start,
-            end_time_unix_nano=start + rng.randrange(100_000, 50_000_000),
-            attributes=[
-                _kv("http.method", method),
-                _kv("http.route", route),
-                _kv("http.status_code", code),
-                _kv("http.url", f"https://shop.example.com{route}?page={rng.randrange(20)}"),
-                _kv("http.flavor", "1.1"),
-                _kv("net.peer.name", rng.choice(HOSTS)),
-                _kv("net.peer.port", 443),
-                _kv("enduser.id", f"user-{rng.randrange(10_000)}"),
-                _kv("http.response_content_length", rng.randrange(100, 100_000)),
-                _kv("cache.hit", rng.random() < 0.3),
-            ],
-            status=Status(code=Status.STATUS_CODE_ERROR if code == 500 else 0),
-        )
-        if code == 500:
-            event = span.events.add(time_unix_nano=start + 1000, name="exception")
-            event.attributes.extend(
-                [
-                    _kv("exception.type", "ValueError"),
-                    _kv("exception.message", "bad order id"),
-                    _kv("exception.stacktrace", "Traceback (most recent call last): ..."),
-                ]
-            )
+    """``decode_otlp.build_request``'s batch, plus a link on every 16th span (links are a
+    separate code path in the C decoder)."""
+    req = _base_request(n_spans, rng)
+    for i, span in enumerate(req.resource_spans[0].scope_spans[0].spans):
         if i % 16 == 0:
             span.links.add(trace_id=rng.randbytes(16), span_id=rng.randbytes(8))
-        spans.append(span)
-    return ExportTraceServiceRequest(
-        resource_spans=[
-            ResourceSpans(resource=resource, scope_spans=[ScopeSpans(scope=scope, spans=spans)])
-        ]
-    )
+    return req
 
 
 def bench_c_decoder(spans: int = 512, batches: int = 40, runs: int = 5, seed: int = 42) -> float:
