@@ -8,6 +8,7 @@ resource and attributes, plus the logs that carry the trace id.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from typing import Any
@@ -46,8 +47,6 @@ async def get_trace(request: Request) -> Response:
         return _error(exc.status, exc.message)
     except InvalidId as exc:
         return _error(400, str(exc))
-    import asyncio
-
     rows = await asyncio.to_thread(services.store.get_trace, key.env_id, trace_id)
     if not rows:
         return _error(404, "trace not found")
@@ -89,8 +88,6 @@ async def search(request: Request) -> Response:
         trace_filters = body.get("trace_filters") or []
         if not isinstance(trace_filters, list):
             return _error(400, "trace_filters: must be a list")
-        import asyncio
-
         found = await asyncio.to_thread(
             services.store.search_traces, scope, spec, trace_filters, math.ceil(time.time()), limit
         )
