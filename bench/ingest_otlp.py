@@ -122,7 +122,10 @@ def one_run(args, payloads) -> dict[str, float]:
         code = server.stop()
     store = data / "data" / "store.duckdb"
     size = store.stat().st_size
-    shutil.rmtree(data, ignore_errors=True)
+    if args.keep:
+        print(f"kept the data dir: {data / 'data'}", file=sys.stderr)
+    else:
+        shutil.rmtree(data, ignore_errors=True)
     assert code == 0
     return {
         "acked spans/s": total / load_s,
@@ -139,6 +142,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--gzip", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep each run's data dir (for inspection)")
     ap.add_argument("--max-rate", type=float, default=120_000, help="payload budget, spans/s")
     args = ap.parse_args()
     rng = random.Random(7)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -64,8 +65,9 @@ def test_exact_grid_has_fifty_buckets_over_the_range():
     grid = make_grid(0.0, 10.0, False, [], exact=True)
     rows = _codes(grid, [0.0, 5.0, 9.999, 10.0], "DOUBLE")
     assert [b for *_, b in rows] == [0, 25, 49, 50]  # the maximum: folded into the last
-    edges = HeatmapEdges.of([0, 49], grid, NumExpr("x", None, False))
+    edges = HeatmapEdges.of(0, 50, grid, NumExpr("x", None, False))
     assert edges.count == 50 and edges.bounds[0][0] == 0.0
+    assert edges.index(np.array([0, 25, 49, 50])).tolist() == [0, 25, 49, 49]
     assert edges.bounds[-1][1] == pytest.approx(10.0)
 
 
@@ -73,5 +75,6 @@ def test_planned_grid_flags_values_beyond_its_slack():
     grid = make_grid(100, 200, True, [], exact=False)
     buckets = [b for *_, b in _codes(grid, [150, 10**9], "BIGINT")]
     assert grid.needs_redo(buckets) and not grid.needs_redo(buckets[:1])
-    merged = HeatmapEdges.of(list(range(64, 200)), grid, NumExpr("x", None, True))
+    merged = HeatmapEdges.of(64, 199, grid, NumExpr("x", None, True))
     assert merged.count <= 50 and merged.factor == 4
+    assert merged.index(np.array([64, 67, 68, 199])).tolist() == [0, 0, 1, 33]

@@ -33,6 +33,11 @@ class Agg:
     def render(self, src: Source) -> str:
         w = src.e("w")
         x = src.e(self.x) if self.x else ""
+        if w == "1" and self.fn in ("sumw", "sumxw"):  # unit weights: count(*) reads nothing
+            call = f"count({x or '*'})" if self.fn == "sumw" else f"sum({x})"
+            if self.pred:
+                call += f" FILTER (WHERE {src.e(self.pred)})"
+            return f"CAST({call} AS BIGINT)" if self.fn == "sumw" else call
         if self.fn == "sumw" and self.x:
             # Σw over non-null x; a CASE costs about half what FILTER does in DuckDB 2.0
             w = f"CASE WHEN {x} IS NOT NULL THEN {w} END"

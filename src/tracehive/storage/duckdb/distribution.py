@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from tracehive.storage.duckdb.compile import NumExpr, Params
-from tracehive.storage.duckdb.source import execute
+from tracehive.storage.duckdb.source import execute, hash_sql
 
 HEATMAP_BUCKETS = 50
 SLACK_BELOW = 64  # grid buckets below the sample's minimum before the heatmap is redone
@@ -201,19 +202,30 @@ def _unit(value: Any) -> float:
 
 # -- heatmaps -----------------------------------------------------------------------------------
 def heatmap_rows(
-    con: duckdb.DuckDBPyConnection, cells: str, keys: list[str], grid: Grid, weight: str
-) -> list[tuple[Any, ...]]:
-    """(keys..., bucket, weight) per non-empty heatmap bucket."""
+    con: duckdb.DuckDBPyConnection,
+    cells: str,
+    groups: list[str],
+    tb: bool,
+    grid: Grid,
+    weight: str,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Per non-empty heatmap bucket: ``h0`` the group's hash, ``h1`` the (group, time bucket)'s
+    (with ``tb``), ``hb`` the bucket, ``n`` the weight; columnar (``fetchnumpy``), so shaping
+    the ~25k rows of a series heatmap stays in numpy."""
     params = Params()
+    keys = [*groups, "tb"] if tb else groups
+    hashes = f"{hash_sql(groups, params, seed)} AS h0, " + (
+        f"{hash_sql(keys, params, seed)} AS h1, " if tb else ""
+    )
     key_sql = "".join(f"{k}, " for k in keys)
     bucket = grid.bucket_sql("code", params)
-    cols = execute(
+    return execute(
         con,
-        f"SELECT {key_sql}{bucket} AS hb, CAST(sum({weight}) AS BIGINT) AS n FROM {cells} "
+        f"SELECT {hashes}{bucket} AS hb, CAST(sum({weight}) AS BIGINT) AS n FROM {cells} "
         f"WHERE {weight} > 0 AND code IS NOT NULL GROUP BY {key_sql}hb",
         params,
-    ).fetchnumpy()  # columnar: ~10x faster than fetchall for the ~10k rows of a series heatmap
-    return list(zip(*(cols[k].tolist() for k in [*keys, "hb", "n"]), strict=True))
+    ).fetchnumpy()
 
 
 @dataclass(frozen=True)
@@ -224,12 +236,13 @@ class HeatmapEdges:
     bounds: tuple[tuple[Any, Any], ...]  # (lower, upper) of each output bucket, user units
 
     @staticmethod
-    def of(buckets: list[int], grid: Grid, num: NumExpr) -> HeatmapEdges:
-        """Edges covering ``buckets``, merged pairwise until at most ``HEATMAP_BUCKETS``. On an
-        exact float grid the maximum itself computes to bucket 50: it belongs to the last."""
+    def of(lo: int, hi: int, grid: Grid, num: NumExpr) -> HeatmapEdges:
+        """Edges covering buckets ``lo``..``hi``, merged pairwise until at most
+        ``HEATMAP_BUCKETS``. On an exact float grid the maximum itself computes to bucket 50:
+        it belongs to the last."""
         if grid.exact:
-            buckets = [min(b, HEATMAP_BUCKETS - 1) for b in buckets]
-        lo, hi, factor = min(buckets), max(buckets), 1
+            lo, hi = min(lo, HEATMAP_BUCKETS - 1), min(hi, HEATMAP_BUCKETS - 1)
+        factor = 1
         while hi // factor - lo // factor + 1 > HEATMAP_BUCKETS:
             factor *= 2
         first, count = lo // factor, hi // factor - lo // factor + 1
@@ -242,22 +255,24 @@ class HeatmapEdges:
         )
         return HeatmapEdges(first, count, factor, bounds)
 
-    def index(self, bucket: int) -> int:
-        return min(bucket // self.factor - self.first, self.count - 1)
+    def index(self, buckets: np.ndarray) -> np.ndarray:
+        return np.minimum(buckets // self.factor - self.first, self.count - 1)
 
-    def render(self, counts: dict[int, int], dense: bool) -> dict[str, Any]:
-        """``{"buckets": [{"lower", "upper", "count"}]}``: every bucket of the shared edges when
-        ``dense`` (result rows), only non-empty ones otherwise (series)."""
-        b = self.bounds
-        if dense:
-            return {
-                "buckets": [
-                    {"lower": lo, "upper": hi, "count": counts.get(i, 0)}
-                    for i, (lo, hi) in enumerate(b)
-                ]
-            }
+    def render_dense(self, counts: np.ndarray) -> dict[str, Any]:
+        """Every bucket of the shared edges (result rows)."""
         return {
             "buckets": [
-                {"lower": b[i][0], "upper": b[i][1], "count": n} for i, n in sorted(counts.items())
+                {"lower": lo, "upper": hi, "count": n}
+                for (lo, hi), n in zip(self.bounds, counts.tolist(), strict=True)
+            ]
+        }
+
+    def render_sparse(self, indexes: list[int], counts: list[int]) -> dict[str, Any]:
+        """Only the non-empty buckets, ascending (series)."""
+        b = self.bounds
+        return {
+            "buckets": [
+                {"lower": b[i][0], "upper": b[i][1], "count": n}
+                for i, n in zip(indexes, counts, strict=True)
             ]
         }

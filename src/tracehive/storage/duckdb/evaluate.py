@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from tracehive.storage.duckdb.aggregate import (
     Agg,
@@ -224,13 +225,15 @@ def _distribution(
     calcs: list[CalcPlan],
     alias: dict[int, dict[str, str]],
 ) -> None:
-    keys = [*ctx.plan.groups, "tb"] if ctx.step else ctx.plan.groups
     heat = {
-        c.index: heatmap_rows(ctx.con, cells, keys, grid, alias[c.index]["dw"])
+        c.index: heatmap_rows(
+            ctx.con, cells, ctx.plan.groups, bool(ctx.step), grid, alias[c.index]["dw"], ctx.seed
+        )
         for c in calcs
         if c.kind == "heatmap"
     }
-    if grid.needs_redo([r[-2] for rows in heat.values() for r in rows]):
+    extremes = [int(f(h["hb"])) for h in heat.values() if len(h["hb"]) for f in (np.min, np.max)]
+    if grid.needs_redo(extremes):
         # The sample missed the extremes: redo this column's histogram on exact edges.
         exact = _exact_grid(ctx, x, _num(ctx, x), grid.bands)
         assert exact is not None
@@ -260,24 +263,29 @@ def _distribution(
     _fill_empty(ctx, calcs)
 
 
-def _heatmap(ctx: _Ctx, c: CalcPlan, rows: list[tuple[Any, ...]], grid: Grid) -> None:
-    if not rows:
+def _heatmap(ctx: _Ctx, c: CalcPlan, cols: dict[str, np.ndarray], grid: Grid) -> None:
+    """Bucket weights summed per group (dense rows) and per (group, time bucket) (sparse),
+    on edges shared by every group and time bucket."""
+    if not len(cols["hb"]):
         return
-    n = len(ctx.plan.groups)
-    edges = HeatmapEdges.of([r[-2] for r in rows], grid, c.num)  # type: ignore[arg-type]
-    per_group: dict[GroupKey, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    per_cell: dict[CellKey, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for r in rows:
-        g, i, w = tuple(r[:n]), edges.index(r[-2]), int(r[-1])
-        per_group[g][i] += w
-        if ctx.step:
-            per_cell[(g, r[n])][i] += w
-    for g, counts in per_group.items():
-        if g in ctx.results:
-            ctx.results[g][c.key] = edges.render(counts, dense=True)
-    for k, counts in per_cell.items():
-        if k in ctx.series:
-            ctx.series[k][c.key] = edges.render(counts, dense=False)
+    hb = cols["hb"].astype(np.int64)
+    edges = HeatmapEdges.of(int(hb.min()), int(hb.max()), grid, c.num)  # type: ignore[arg-type]
+    idx = edges.index(hb)
+    n = cols["n"].astype(np.int64)
+    levels = [(0, cols["h0"], ctx.results)] + ([(1, cols["h1"], ctx.series)] if ctx.step else [])
+    for level, hashes, targets in levels:
+        cells, inverse = np.unique(hashes, return_inverse=True)
+        counts = np.zeros((len(cells), edges.count), dtype=np.int64)
+        np.add.at(counts, (inverse, idx), n)
+        for h, row in zip(cells.tolist(), counts, strict=True):
+            target = targets.get(ctx.by_hash.get((level, h)))  # type: ignore[arg-type]
+            if target is None:
+                continue
+            if level == 0:
+                target[c.key] = edges.render_dense(row)
+            else:
+                (nz,) = np.nonzero(row)
+                target[c.key] = edges.render_sparse(nz.tolist(), row[nz].tolist())
 
 
 def _fill_empty(ctx: _Ctx, calcs: list[CalcPlan]) -> None:
