@@ -474,3 +474,47 @@ def test_null_breakdown_values_form_a_group(data):
     assert groups[None] == sum(r["samplerate"] for r in rows if "cache.hit" not in r["attributes"])
     assert sum(groups.values()) == sum(r["samplerate"] for r in rows)
     assert not any(isinstance(k, float) and math.isnan(k) for k in groups)
+
+
+def test_unit_weight_scope_counts_rows_and_mixed_scope_stays_weighted(data, monkeypatch):
+    """Where every matching row has samplerate 1 the engine counts instead of summing
+    weights (a zone-map probe decides); the answers must not change either way."""
+    from tracehive.storage.duckdb import query as query_mod
+
+    decided: list[bool] = []
+    probe = query_mod._unit_weights
+
+    def spy(con, plan):
+        decided.append(probe(con, plan))
+        return decided[-1]
+
+    monkeypatch.setattr(query_mod, "_unit_weights", spy)
+    calcs = [
+        {"op": "COUNT"},
+        {"op": "SUM", "column": "duration_ms"},
+        {"op": "AVG", "column": "ratio"},
+        {"op": "P90", "column": "duration_ms"},
+        {"op": "HEATMAP", "column": "duration_ms"},
+    ]
+    for unit_only in (True, False):
+        flt = [{"column": "samplerate", "op": "=", "value": 1}] if unit_only else []
+        (row,) = run(data, calculations=calcs, filters=flt).results
+        assert decided[-1] is unit_only
+        rows = [r for r in visible(data) if r["samplerate"] == 1 or not unit_only]
+        spans = [r for r in rows if r["dur_ns"] is not None]
+        weights = [r["samplerate"] for r in spans]
+        assert row["COUNT"] == sum(r["samplerate"] for r in rows)
+        assert row["SUM(duration_ms)"] == pytest.approx(
+            sum(ms(r) * r["samplerate"] for r in spans), rel=1e-9
+        )
+        ratios = [
+            (r["attributes"]["ratio"], r["samplerate"]) for r in rows if "ratio" in r["attributes"]
+        ]
+        assert row["AVG(ratio)"] == pytest.approx(
+            sum(v * w for v, w in ratios) / sum(w for _, w in ratios), rel=1e-9
+        )
+        assert row["P90(duration_ms)"] == pytest.approx(
+            wpercentile([ms(r) for r in spans], weights, 0.9), rel=1e-12
+        )
+        buckets = row["HEATMAP(duration_ms)"]["buckets"]
+        assert sum(b["count"] for b in buckets) == sum(weights)
