@@ -662,13 +662,6 @@ def test_columns_have_unique_ids_when_a_field_changes_type(client, sent):
     assert len(ids) == len(set(ids)), [c for c in cols if c["id"] == "status"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a well-known field whose value does not convert (name: 5, "
-    "duration_ms: 'slow') is stored as an attribute under its own name, but queries and "
-    "/1/columns resolve that name to the fixed column first, so the accepted value can never be "
-    "read back",
-)
 def test_well_known_field_with_unconvertible_value_is_readable(client, sent):
     r = client.post("/1/events/odd-fields", json={"name": 5, "duration_ms": "slow", "z": 1})
     assert r.status_code == 200
@@ -681,6 +674,11 @@ def test_well_known_field_with_unconvertible_value_is_readable(client, sent):
     }
     (row,) = results(client, "odd-fields", spec)
     assert row["name"] in (5, "5") and row["duration_ms"] == "slow", row
+    cols = client.get("/1/columns/odd-fields").json()
+    names = [c["key_name"] for c in cols]
+    assert names.count("name") == 1 and names.count("duration_ms") == 1, names
+    types = {c["key_name"]: c["type"] for c in cols}
+    assert types["name"] == "string" and types["duration_ms"] == "string", types
 
 
 def _column_outcome(client, dataset, column) -> str:
@@ -699,12 +697,6 @@ def _column_outcome(client, dataset, column) -> str:
     return "unknown" if "unknown column" in result.get("error", "") else "ok"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: query column resolution (DuckDBStore.resolve) is global, not per "
-    "environment, so a key of one environment learns which field names another environment "
-    "has written (results for them, 400 'unknown column' for names never written anywhere)",
-)
 def test_column_names_do_not_leak_across_environments(server, client, sent):
     other = server.create_key("ingest,query", env="staging")
     with server.client(other) as c:

@@ -47,11 +47,12 @@ class Fixture:
         from tracehive.query.spec import parse_spec
         from tracehive.storage.duckdb.query import run_query
 
+        scope = scope or Scope(1, None)
         return run_query(
             self.store.cursor(),
-            scope or Scope(1, None),
+            scope,
             parse_spec(spec),
-            self.store.resolve,
+            self.store.resolver(scope),
             now_s if now_s is not None else T0_S + 3600,
             include_series,
             limit,

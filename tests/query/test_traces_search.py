@@ -63,12 +63,13 @@ def tfx(fx):
 
 
 def search(fx: Fixture, filters=(), trace_filters=(), scope=None, limit=100, **spec):
+    scope = scope or Scope(1, None)
     return search_traces(
         fx.store.cursor(),
-        scope or Scope(1, None),
+        scope,
         parse_spec({**WINDOW, "filters": list(filters), **spec}),
         list(trace_filters),
-        fx.store.resolve,
+        fx.store.resolver(scope),
         T0_S + 3600,
         limit,
     )

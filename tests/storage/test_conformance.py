@@ -170,7 +170,132 @@ def test_reopen_keeps_data_and_columns(tmp_path):
     try:
         assert s.wal_position() == (3, 0)
         assert [c.type for c in s.resolve("k")] == ["string"]
+        assert [c.type for c in s.resolve("k", Scope(1, (1,)))] == ["string"]  # still scoped
+        assert s.resolve("k", Scope(2, None)) is None and s.resolve("k", Scope(1, (2,))) is None
         _write(s, _spans(TRACE_B, **{"k2": 1}), 4)
         assert len(s.get_trace(1, TRACE_B)) == 3
     finally:
         s.close()
+
+
+def _query(store, scope, **spec):
+    from tracehive.query.spec import parse_spec
+
+    window = {"start_time": T0 // 10**9 - 60, "end_time": T0 // 10**9 + 60}
+    data = store.run_query(scope, parse_spec({**window, **spec}), T0 // 10**9 + 60, False)
+    return data.results
+
+
+def _attr_types(store, name, scope):
+    resolved = store.resolve(name, scope)
+    return None if resolved is None else sorted(c.type for c in resolved)
+
+
+def test_attribute_names_resolve_per_scope(store):
+    import pytest
+
+    from tracehive.query.spec import SpecError
+
+    _write(store, _spans(TRACE_A, **{"user.id": "u1", "only.a": 1}), 1, dataset_id=1)
+    _write(store, _spans(TRACE_B, dataset="b", **{"user.id": 7, "only.b": 1}), 2, dataset_id=2)
+    _write(store, _spans(os.urandom(16), **{"theirs": "x"}), 3, env_id=2, dataset_id=1)
+    # another environment's names are unknown, even though their columns exist in the store
+    assert store.resolve("theirs", Scope(1, None)) is None
+    assert _attr_types(store, "theirs", Scope(2, None)) == ["string"]
+    assert store.resolve("only.a", Scope(2, None)) is None
+    # a dataset knows its own names; the environment (all datasets) knows all of them
+    assert store.resolve("only.a", Scope(1, (2,))) is None
+    assert _attr_types(store, "only.a", Scope(1, (1,))) == ["integer"]
+    assert _attr_types(store, "only.a", Scope(1, None)) == ["integer"]
+    assert _attr_types(store, "only.b", Scope(1, (1, 2))) == ["integer"]
+    # only the value types written in the scope count
+    assert _attr_types(store, "user.id", Scope(1, (1,))) == ["string"]
+    assert _attr_types(store, "user.id", Scope(1, (2,))) == ["integer"]
+    assert _attr_types(store, "user.id", Scope(1, None)) == ["integer", "string"]
+    assert store.resolve("user.id", Scope(1, ())) is None
+    # well-known names are known everywhere
+    assert store.resolve("duration_ms", Scope(9, None)).physical == "dur_ns"
+    # queries resolve within their scope: a leaked name is as unknown as a never-written one
+    for name in ("theirs", "never.written"):
+        with pytest.raises(SpecError, match="unknown column"):
+            _query(store, Scope(1, None), breakdowns=[name])
+    assert _query(store, Scope(2, None), breakdowns=["theirs"]) == [{"theirs": "x", "COUNT": 3}]
+    for op, count in (("exists", None), ("does-not-exist", 6)):
+        rows = _query(store, Scope(1, None), filters=[{"column": "theirs", "op": op}])
+        assert rows == ([{"COUNT": count}] if count else [])
+    assert {r["user.id"] for r in _query(store, Scope(1, (1,)), breakdowns=["user.id"])} == {"u1"}
+    # names written later become known at once (cached scopes are refreshed)
+    assert store.resolve("late", Scope(1, (2,))) is None
+    assert store.resolve("late", Scope(1, None)) is None
+    _write(store, _spans(os.urandom(16), dataset="b", late=True), 4, dataset_id=2)
+    assert _attr_types(store, "late", Scope(1, (2,))) == ["boolean"]
+    assert _attr_types(store, "late", Scope(1, None)) == ["boolean"]
+    assert store.resolve("late", Scope(1, (1,))) is None
+    assert store.resolve("late", Scope(2, None)) is None
+    _write(store, _spans(os.urandom(16), **{"only.a": "text"}), 5, dataset_id=1)
+    assert _attr_types(store, "only.a", Scope(1, (1,))) == ["integer", "string"]
+    assert _attr_types(store, "only.a", Scope(1, (2,))) is None
+
+
+def _event(attributes=None, **fixed):
+    b = EventBatch()
+    b.append(dataset="events", ts_ns=T0, signal="event", attributes=attributes, **fixed)
+    return b
+
+
+def test_well_known_name_also_written_as_an_attribute_reads_both(store):
+    scope = Scope(1, (1,))
+    _write(store, _event(name="GET /", dur_ns=2_500_000, status_code=2, trace_id=TRACE_A), 1)
+    # what the events API stores for {"name": 5, "duration_ms": "slow", "status_code": 500, ...}
+    odd = {"name": 5, "duration_ms": "slow", "status_code": 500, "trace.trace_id": "t-1"}
+    _write(store, _event(odd), 2)
+    # a row with both (an OTLP span with an attribute of that name): the fixed value wins
+    _write(store, _event({"name": 7}, name="POST /", dur_ns=1_000_000, status_code=0), 3)
+    rows = _query(store, scope, breakdowns=["name", "duration_ms", "status_code"])
+    got = {(r["name"], r["duration_ms"], r["status_code"]) for r in rows}
+    assert got == {("GET /", "2.5", 2), ("5", "slow", 500), ("POST /", "1.0", 0)}
+
+    def count(column, op, value=None):
+        f = {"column": column, "op": op} | ({} if value is None else {"value": value})
+        rows = _query(store, scope, filters=[f])
+        return rows[0]["COUNT"] if rows else 0
+
+    assert count("name", "=", 5) == 1
+    assert count("name", "=", 7) == 0  # shadowed by the fixed value of its row
+    assert count("name", "=", "POST /") == 1
+    assert count("name", "!=", 7) == 3
+    assert count("duration_ms", "=", "slow") == 1
+    assert count("duration_ms", ">", 2) == 1
+    assert count("duration_ms", "exists") == 3
+    assert count("status_code", ">=", 2) == 2
+    assert count("status_code", "=", 500) == 1
+    # an id column beside a text attribute: a value that is no id is the attribute's
+    assert count("trace.trace_id", "=", "t-1") == 1
+    assert count("trace.trace_id", "=", TRACE_A.hex()) == 1
+    assert count("trace.trace_id", "in", ["t-1", TRACE_A.hex()]) == 2
+    # numeric calculations: duration_ms stays on the fixed column; status_code reads both
+    (r,) = _query(
+        store,
+        scope,
+        calculations=[
+            {"op": "MAX", "column": "duration_ms"},
+            {"op": "SUM", "column": "status_code"},
+            {"op": "SUM", "column": "name"},
+        ],
+    )
+    assert r == {"MAX(duration_ms)": 2.5, "SUM(status_code)": 502, "SUM(name)": 5}
+    cols = [c for c in store.columns(scope) if c.name in ("name", "duration_ms", "status_code")]
+    assert sorted((c.name, c.type, c.fixed) for c in cols) == [
+        ("duration_ms", "string", True),
+        ("name", "string", True),
+        ("status_code", "integer", True),
+    ]
+    assert all(c.last_written_ns for c in cols)
+    # another dataset without such attributes reads the fixed columns alone
+    _write(store, _event(name="x", dur_ns=3_000_000), 4, dataset_id=2)
+    other = Scope(1, (2,))
+    assert store.resolve("duration_ms", other).physical == "dur_ns"
+    assert _query(store, other, breakdowns=["name", "duration_ms"]) == [
+        {"name": "x", "duration_ms": 3.0, "COUNT": 1}
+    ]
+    assert {c.name: c.type for c in store.columns(other)}["duration_ms"] == "float"

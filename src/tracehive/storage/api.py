@@ -78,7 +78,10 @@ class Store(Protocol):
         """The highest ``(wal_end, partial)`` durably written; ``(0, 0)`` for an empty store."""
 
     def columns(self, scope: Scope) -> list[ColumnInfo]:
-        """Every query-visible column with data in the scope (fixed ones first)."""
+        """Every query-visible column with data in the scope (fixed ones first), each name once:
+        a name stored in several typed columns (a key seen with two value types, or a well-known
+        name beside attributes of that name) is listed with the type queries read it as
+        (``schema.read_type``)."""
 
     def run_query(
         self, scope: Scope, spec: QuerySpec, now_s: int, include_series: bool = True
@@ -104,8 +107,18 @@ class Store(Protocol):
     def delete_before(self, env_id: int, ts_ns: int) -> int:
         """Retention: remove rows older than ``ts_ns``; returns the count removed."""
 
-    def resolve(self, name: str) -> Any:
-        """A query name -> the engine's column description, or None when unknown."""
+    def resolve(self, name: str, scope: Scope | None = None) -> Any:
+        """A query name -> the engine's column description, or None when unknown.
+
+        Resolution is per scope, like ``columns``: fixed (well-known) names are always known; an
+        attribute name is known only if a dataset of the scope wrote it (``dataset_ids=None``: any
+        dataset of the environment), and only the value types written there count. So a query
+        of one environment gets "unknown column" for a name only another environment wrote
+        (it must not learn other environments' field names), and ``run_query`` /
+        ``search_traces`` MUST resolve within their scope. A well-known name that the scope
+        also wrote as an attribute (a value the fixed column could not take) reads both: the
+        fixed value where set, else the attribute's. ``scope=None`` means the whole store (tools
+        and benchmarks only)."""
 
     def checkpoint(self) -> None:
         """Make written data compact on disk (no-op where the engine does it itself)."""

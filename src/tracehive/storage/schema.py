@@ -12,10 +12,17 @@ spans, span events, links, logs and events-API events are all events with fields
   measured: 14 ms at 1M rows on a column vs 84 ms inside a MAP, 214 ms inside JSON), and a key
   that only some rows carry costs almost nothing elsewhere (all-NULL segments compress to nothing).
   A key seen with two types has two columns; queries read them together (see ``AttrColumn``).
+* A well-known name can also have attribute columns: the events API stores a well-known field
+  whose value does not convert (``{"name": 5}``, ``{"duration_ms": "slow"}``) as an attribute
+  under its own name. Such a name reads the fixed column where it has a value and the attribute
+  where it does not (``read_type`` gives the one type both are read as).
+* Names resolve per scope: an attribute name is known to a query only if the environment (or the
+  queried datasets) wrote it, so one environment cannot probe another's field names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -136,6 +143,24 @@ class AttrColumn:
     @property
     def type(self) -> ValueType:
         return ATTR_VALUE_TYPE[self.attr_type]
+
+    def sql(self) -> str:
+        return self.physical
+
+
+#: One typed physical form of a query name: its fixed column or one of its attribute columns.
+TypedColumn = FixedColumn | AttrColumn
+
+_NUMERIC: frozenset[str] = frozenset({"integer", "float"})
+
+
+def read_type(columns: Sequence[TypedColumn]) -> ValueType:
+    """The type a name stored in several typed columns reads as (breakdowns, COUNT_DISTINCT and
+    the columns API agree): their common type, else float when all are numeric, else string."""
+    types = {c.type for c in columns}
+    if len(types) == 1:
+        return next(iter(types))
+    return "float" if types <= _NUMERIC else "string"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,11 @@
 
 Writes come from a single writer thread (the pipeline's); reads use their own cursors, so queries
 run concurrently with ingest (DuckDB's MVCC). See ``storage/schema.py`` for the table design.
+
+Query names resolve per scope: the attribute columns a scope knows are those its datasets wrote
+(``dataset_columns``, mirrored in memory and cached per scope until a write adds a column to that
+environment), so an environment never learns another's field names. The physical ``a<N>``
+columns themselves are shared by every environment.
 """
 
 from __future__ import annotations
@@ -29,16 +34,24 @@ from tracehive.storage.schema import (
     AttrColumn,
     ColumnInfo,
     FixedColumn,
+    TypedColumn,
+    read_type,
 )
 
 #: Beyond this many attribute columns new keys are dropped (and counted) rather than widening the
 #: table further; DuckDB handles wide tables, but each column costs per row group.
 MAX_ATTR_COLUMNS = 4000
 
+#: Scopes whose resolved names are cached (a query's scope is one dataset or ``__all__``).
+MAX_CACHED_SCOPES = 1024
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tracehive.query.spec import QuerySpec
 
-Resolved = FixedColumn | list[AttrColumn]
+Resolved = FixedColumn | list[TypedColumn]
+ScopeKey = tuple[int, tuple[int, ...] | None]
 
 
 class DuckDBStore:
@@ -66,8 +79,15 @@ class DuckDBStore:
         self._attr_by_field: dict[str, AttrColumn] = {}
         self._attr_by_name: dict[str, list[AttrColumn]] = {}
         self._attr_ids: dict[str, int] = {}
+        self._attr_by_id: dict[int, AttrColumn] = {}
         self._load_attr_columns()
-        self._dataset_columns_seen: set[tuple[int, int, int]] = set()
+        # dataset_columns in memory: env -> dataset -> ids of the attribute columns written there.
+        # Only the writer thread adds to it (after its commit), under _names_lock.
+        self._written: dict[int, dict[int, set[int]]] = {}
+        # scope -> attribute name -> its typed columns written in the scope (ids ascending)
+        self._scoped_names: dict[ScopeKey, dict[str, tuple[AttrColumn, ...]]] = {}
+        self._names_lock = threading.Lock()
+        self._load_dataset_columns()
         self.dropped_attr_values = 0
 
     # -- schema -----------------------------------------------------------------------------
@@ -84,10 +104,16 @@ class DuckDBStore:
         for id_, key, attr_type, physical in rows:
             self._remember(id_, AttrColumn(key, physical, attr_type))
 
+    def _load_dataset_columns(self) -> None:
+        rows = self._con.execute("SELECT env_id, dataset_id, column_id FROM dataset_columns")
+        for env_id, dataset_id, column_id in rows.fetchall():
+            self._written.setdefault(env_id, {}).setdefault(dataset_id, set()).add(column_id)
+
     def _remember(self, id_: int, col: AttrColumn) -> None:
         field = f"{col.attr_type}:{col.name}"
         self._attr_by_field[field] = col
         self._attr_ids[field] = id_
+        self._attr_by_id[id_] = col
         self._attr_by_name.setdefault(col.name, []).append(col)
 
     def _add_attr_columns(self, fields: list[str]) -> None:
@@ -171,7 +197,9 @@ class DuckDBStore:
             self._insert_metrics(env_id, dataset_ids, batch)
         con.register("_incoming", t)
         try:
-            con.execute("INSERT INTO events BY NAME SELECT * FROM _incoming")
+            # time order within the row group: ts_ns then bit-packs as small deltas (-2 B/span
+            # on the ingest bench) and time-window filters prune segments, not just row groups
+            con.execute("INSERT INTO events BY NAME SELECT * FROM _incoming ORDER BY ts_ns")
         finally:
             # in an aborted transaction unregister fails too; keep the insert's error, not that
             with contextlib.suppress(duckdb.Error):
@@ -192,11 +220,23 @@ class DuckDBStore:
         con.execute("UPDATE store_state SET value = ? WHERE key = 'seq'", [seq])
         self._set_position(wal_end, partial)
         con.execute("COMMIT")
-        self._dataset_columns_seen.update((r[0], r[1], r[2]) for r in ds_cols)
+        self._note_written(ds_cols)
+
+    def _note_written(self, ds_cols: list[tuple[int, int, int, int]]) -> None:
+        """Record committed (env, dataset, column) rows; a new one drops its environment's cached
+        name maps (rare: once per new key and dataset)."""
+        new = [r for r in ds_cols if r[2] not in self._written.get(r[0], {}).get(r[1], ())]
+        if not new:
+            return
+        with self._names_lock:
+            for env_id, dataset_id, column_id, _ in new:
+                self._written.setdefault(env_id, {}).setdefault(dataset_id, set()).add(column_id)
+            envs = {r[0] for r in new}
+            self._scoped_names = {k: v for k, v in self._scoped_names.items() if k[0] not in envs}
 
     def _dataset_column_rows(self, table: pa.Table, now_ns: int) -> list[tuple[int, int, int, int]]:
-        """(env, dataset, column id, now) for attribute columns written per dataset. Only pairs
-        not seen yet in this process, plus a refresh of last_written once a minute."""
+        """(env, dataset, column id, now) for attribute columns written per dataset. Only those
+        not recorded yet (``_written``), plus a refresh of last_written once a minute."""
         pairs = pc.unique(
             pc.add(
                 pc.multiply(pc.cast(table.column("env_id"), pa.uint64()), 2**32),
@@ -204,6 +244,8 @@ class DuckDBStore:
             )
         ).to_pylist()
         out = []
+        # (a store opened on existing data refreshes on its first write: its _written came from
+        # the table, not from writes of this process)
         refresh = (now_ns // 60_000_000_000) != getattr(self, "_last_refresh_min", None)
         self._last_refresh_min = now_ns // 60_000_000_000
         for pair in pairs:
@@ -218,8 +260,7 @@ class DuckDBStore:
                 col_id = self._attr_ids.get(f)
                 if col_id is None:
                     continue
-                key = (env_id, dataset_id, col_id)
-                if key in self._dataset_columns_seen and not refresh:
+                if not refresh and col_id in self._written.get(env_id, {}).get(dataset_id, ()):
                     continue
                 column = table.column(f)
                 if mask is not None:
@@ -289,41 +330,81 @@ class DuckDBStore:
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._con.cursor()
 
-    def resolve(self, name: str) -> Resolved | None:
-        """A query name -> its fixed column, or the attribute's typed columns, or None."""
-        fixed = FIXED.get(name)
-        if fixed is not None:
-            return fixed
-        cols = self._attr_by_name.get(name)
-        return list(cols) if cols else None
+    def resolver(self, scope: Scope | None) -> Callable[[str], Resolved | None]:
+        """``resolve`` bound to a scope (the name map is looked up once, not per name)."""
+        attrs = self._attr_by_name if scope is None else self._names_in(scope)
+
+        def resolve(name: str) -> Resolved | None:
+            fixed = FIXED.get(name)
+            cols = attrs.get(name)
+            if not cols:
+                return fixed
+            return [fixed, *cols] if fixed is not None else list(cols)
+
+        return resolve
+
+    def resolve(self, name: str, scope: Scope | None = None) -> Resolved | None:
+        """A query name -> its fixed column, or its typed columns (a fixed one first: see
+        ``compile``), or None. Attribute columns count only where the scope wrote them;
+        ``scope=None`` is the whole store (tools and benchmarks, never a user's query)."""
+        return self.resolver(scope)(name)
+
+    def _names_in(self, scope: Scope) -> dict[str, tuple[AttrColumn, ...]]:
+        key: ScopeKey = (scope.env_id, scope.dataset_ids)
+        names = self._scoped_names.get(key)
+        if names is not None:
+            return names
+        with self._names_lock:  # built and cached atomically with respect to _note_written
+            names = self._scoped_names.get(key)
+            if names is None:
+                ids: set[int] = set()
+                for dataset_id, cols in self._written.get(scope.env_id, {}).items():
+                    if scope.dataset_ids is None or dataset_id in scope.dataset_ids:
+                        ids |= cols
+                by_name: dict[str, list[AttrColumn]] = {}
+                for col_id in sorted(ids):
+                    col = self._attr_by_id.get(col_id)
+                    if col is not None:
+                        by_name.setdefault(col.name, []).append(col)
+                names = {k: tuple(v) for k, v in by_name.items()}
+                if len(self._scoped_names) >= MAX_CACHED_SCOPES:
+                    self._scoped_names = {}
+                self._scoped_names[key] = names
+        return names
 
     def columns(self, scope: Scope) -> list[ColumnInfo]:
-        out = [ColumnInfo(c.name, c.type, True) for c in FIXED.values()]
+        """Fixed columns first, then each attribute name once. A name with several typed
+        columns (two value types, or a well-known name beside attributes of that name) is listed
+        once, with the type queries read it as (``schema.read_type``)."""
         sql = (
             "SELECT column_id, max(last_written_ns) FROM dataset_columns WHERE env_id = ?"
             + _dataset_filter(scope)
             + " GROUP BY column_id ORDER BY column_id"
         )
-        by_id = {v: k for k, v in self._attr_ids.items()}
-        attrs: dict[str, ColumnInfo] = {}
-        for col_id, last in self.cursor().execute(sql, _scope_params(scope)).fetchall():
-            col = self._attr_by_field.get(by_id.get(col_id, ""))
-            if col is None or col.name in FIXED:
+        attrs: dict[str, list[AttrColumn]] = {}
+        last: dict[str, int] = {}
+        for col_id, written in self.cursor().execute(sql, _scope_params(scope)).fetchall():
+            col = self._attr_by_id.get(col_id)
+            if col is None:
                 continue
-            seen = attrs.get(col.name)
-            if seen is not None:  # one key, several value types: one column, read as text
-                last = max(last, seen.last_written_ns or 0)
-                attrs[col.name] = ColumnInfo(col.name, "string", False, last)
+            attrs.setdefault(col.name, []).append(col)
+            last[col.name] = max(written, last.get(col.name, 0))
+        out = []
+        for c in FIXED.values():
+            also = attrs.pop(c.name, None)
+            if also:
+                out.append(ColumnInfo(c.name, read_type([c, *also]), True, last[c.name]))
             else:
-                attrs[col.name] = ColumnInfo(col.name, col.type, False, last)
-        return out + list(attrs.values())
+                out.append(ColumnInfo(c.name, c.type, True))
+        out += [ColumnInfo(n, read_type(cols), False, last[n]) for n, cols in attrs.items()]
+        return out
 
     def run_query(
         self, scope: Scope, spec: QuerySpec, now_s: int, include_series: bool = True
     ) -> QueryData:
         from tracehive.storage.duckdb.query import run_query
 
-        return run_query(self.cursor(), scope, spec, self.resolve, now_s, include_series)
+        return run_query(self.cursor(), scope, spec, self.resolver(scope), now_s, include_series)
 
     def search_traces(
         self,
@@ -335,7 +416,9 @@ class DuckDBStore:
     ) -> list[TraceSummary]:
         from tracehive.storage.duckdb.traces import search_traces
 
-        return search_traces(self.cursor(), scope, spec, trace_filters, self.resolve, now_s, limit)
+        return search_traces(
+            self.cursor(), scope, spec, trace_filters, self.resolver(scope), now_s, limit
+        )
 
     def get_trace(self, env_id: int, trace_id: bytes) -> list[dict[str, Any]]:
         """Every row of the trace, with query names (fixed) and attribute names as keys."""

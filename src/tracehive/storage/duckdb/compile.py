@@ -3,8 +3,13 @@
 Column SQL comes only from schema objects (``FixedColumn.sql()``, generated ``a<N>`` names);
 every literal is a bound ``$pN`` parameter. A key seen with several value types has several
 typed columns: a filter tests each column that can hold the literal (OR), breakdowns and
-COUNT_DISTINCT read a ``COALESCE`` of casts (DOUBLE when all numeric, else VARCHAR), numeric
-calculations read the numeric columns only.
+COUNT_DISTINCT read a ``COALESCE`` of casts (``schema.read_type``: the common type, else DOUBLE
+when all numeric, else VARCHAR), numeric calculations read the numeric columns only.
+
+A well-known name with attribute columns of the same name (a field whose value did not convert,
+see ``schema``) resolves to ``[fixed, *attributes]``: the row's value is the fixed column's where
+it is not NULL, else the attribute's. Breakdowns read the ``COALESCE``; filters test an attribute
+column only where the fixed value is NULL, so a filter and a breakdown see the same value.
 """
 
 from __future__ import annotations
@@ -18,12 +23,20 @@ from typing import Any
 from tracehive.model.ids import InvalidId, span_id_from_hex, trace_id_from_any
 from tracehive.query.spec import Filter, Scalar, SpecError
 from tracehive.storage.api import Scope
-from tracehive.storage.duckdb.dialect import COMPARISONS, NEGATED, NUMERIC_ATTR_TYPES, STRING_OPS
-from tracehive.storage.schema import AttrColumn, FixedColumn
+from tracehive.storage.duckdb.dialect import COMPARISONS, NEGATED, STRING_OPS
+from tracehive.storage.schema import FixedColumn, TypedColumn, ValueType, read_type
 
-Resolved = FixedColumn | list[AttrColumn]
+#: A fixed column alone, or the typed columns a name reads (a fixed one first, if any).
+Resolved = FixedColumn | list[TypedColumn]
 Resolver = Callable[[str], Resolved | None]
 NS_PER_MS = 1_000_000
+READ_SQL_TYPE: dict[ValueType, str] = {
+    "string": "VARCHAR",
+    "integer": "BIGINT",
+    "float": "DOUBLE",
+    "boolean": "BOOLEAN",
+}
+_NUMERIC = ("integer", "float")
 
 
 class Params:
@@ -46,6 +59,7 @@ class Part:
     type: str  # string | integer | float | boolean
     literal: str  # plain | duration | trace_id | span_id (see FixedColumn)
     physical: str
+    unless: str | None = None  # a column whose value wins when not NULL (the fixed one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,26 +77,46 @@ class NumExpr:
         return raw / self.div
 
 
+def _fixed_of(resolved: list[TypedColumn]) -> FixedColumn | None:
+    return next((c for c in resolved if isinstance(c, FixedColumn)), None)
+
+
 def parts_of(resolved: Resolved) -> list[Part]:
     if isinstance(resolved, FixedColumn):
         return [Part(resolved.sql(), resolved.type, resolved.literal, resolved.physical)]
-    return [Part(c.physical, c.type, "plain", c.physical) for c in resolved]
+    fixed = _fixed_of(resolved)
+    unless = None if fixed is None else fixed.sql()
+    return [
+        Part(c.sql(), c.type, c.literal, c.physical)
+        if isinstance(c, FixedColumn)
+        else Part(c.physical, c.type, "plain", c.physical, unless)
+        for c in resolved
+    ]
 
 
 def numeric_expr(name: str, resolved: Resolved, path: str, op: str) -> NumExpr:
     if isinstance(resolved, FixedColumn):
         if resolved.literal == "duration":
             return NumExpr(resolved.physical, float(NS_PER_MS), True)
-        if resolved.type in ("integer", "float"):
+        if resolved.type in _NUMERIC:
             return NumExpr(resolved.sql(), None, resolved.type == "integer")
         raise SpecError(f"{op} needs a numeric column; {name!r} is {resolved.type}", path)
-    nums = [c for c in resolved if c.attr_type in NUMERIC_ATTR_TYPES]
+    nums = [c for c in resolved if c.type in _NUMERIC]
     if not nums:
         kinds = "/".join(sorted({c.type for c in resolved}))
         raise SpecError(f"{op} needs a numeric column; {name!r} is {kinds}", path)
-    if len(nums) == 1:
-        return NumExpr(nums[0].physical, None, nums[0].attr_type == "i")
-    return NumExpr(_coalesce([c.physical for c in nums], "DOUBLE"), None, False)
+    fixed = _fixed_of(resolved)
+    if isinstance(nums[0], FixedColumn) and len(nums) == 1:
+        return numeric_expr(name, nums[0], path, op)  # e.g. duration_ms beside a text attribute
+    sqls = [c.sql() for c in nums]
+    if fixed is not None and fixed not in nums:
+        # Where the (non-numeric) fixed column is set, the row's value is not a number.
+        sqls = [f"(CASE WHEN {fixed.sql()} IS NULL THEN {s} END)" for s in sqls]
+    is_int = all(c.type == "integer" for c in nums)
+    if len(sqls) == 1:
+        return NumExpr(sqls[0], None, is_int)
+    # The fixed column coalesces first: it wins where set, as in value_expr.
+    return NumExpr(_coalesce(sqls, "BIGINT" if is_int else "DOUBLE"), None, is_int)
 
 
 def value_expr(resolved: Resolved) -> str:
@@ -90,9 +124,8 @@ def value_expr(resolved: Resolved) -> str:
     if isinstance(resolved, FixedColumn):
         return resolved.sql()
     if len(resolved) == 1:
-        return resolved[0].physical
-    numeric = all(c.attr_type in NUMERIC_ATTR_TYPES for c in resolved)
-    return _coalesce([c.physical for c in resolved], "DOUBLE" if numeric else "VARCHAR")
+        return resolved[0].sql()
+    return _coalesce([c.sql() for c in resolved], READ_SQL_TYPE[read_type(resolved)])
 
 
 def _coalesce(columns: list[str], sql_type: str) -> str:
@@ -133,14 +166,19 @@ def compile_filter(f: Filter, resolved: Resolved | None, params: Params, path: s
             return "TRUE"
         raise SpecError(f"unknown column {f.column!r}", f"{path}.column")
     positive_op = NEGATED.get(f.op, f.op)
+    parts = parts_of(resolved)
+    # Beside other typed columns, an id column just cannot hold a value that is not an id.
+    lenient = len(parts) > 1
     try:
         preds = [
-            p for part in parts_of(resolved) if (p := _part(part, positive_op, f.value, params))
+            p if part.unless is None else f"({part.unless} IS NULL AND {p})"
+            for part in parts
+            if (p := _part(part, positive_op, f.value, params, lenient))
         ]
     except InvalidId as exc:
         raise SpecError(str(exc), f"{path}.value") from None
     if not preds:
-        kinds = "/".join(sorted({p.type for p in parts_of(resolved)}))
+        kinds = "/".join(sorted({p.type for p in parts}))
         raise SpecError(
             f"{f.value!r} cannot be compared with {f.column!r} ({kinds}) using {f.op!r}",
             f"{path}.value",
@@ -149,14 +187,15 @@ def compile_filter(f: Filter, resolved: Resolved | None, params: Params, path: s
     return f"(NOT COALESCE({positive}, FALSE))" if f.op in NEGATED else positive
 
 
-def _part(part: Part, op: str, value: Any, params: Params) -> str | None:
-    """The predicate for one typed column, or None when it cannot hold the literal."""
+def _part(part: Part, op: str, value: Any, params: Params, lenient: bool = False) -> str | None:
+    """The predicate for one typed column, or None when it cannot hold the literal (an id
+    column: ``InvalidId`` unless ``lenient``)."""
     if op == "exists":
         return f"({part.physical if part.literal != 'plain' else part.sql} IS NOT NULL)"
     if part.literal == "duration" and (op in COMPARISONS or op == "in"):
         return _duration(part, op, value, params)
     if part.literal in ("trace_id", "span_id") and op in ("=", "in"):
-        return _ids(part, op, value, params)
+        return _ids(part, op, value, params, lenient)
     if op in STRING_OPS:
         text = _as_string(value)
         if part.literal in ("trace_id", "span_id"):
@@ -201,10 +240,18 @@ def _duration(part: Part, op: str, value: Any, params: Params) -> str | None:
     return f"({part.physical} {COMPARISONS[op]} {params(bound)})"
 
 
-def _ids(part: Part, op: str, value: Any, params: Params) -> str:
+def _ids(part: Part, op: str, value: Any, params: Params, lenient: bool) -> str | None:
     values = value if op == "in" else (value,)
     parse = trace_id_from_any if part.literal == "trace_id" else span_id_from_hex
-    ids = [parse(str(v)) for v in values]  # InvalidId: the caller names the field
+    ids = []
+    for v in values:
+        try:
+            ids.append(parse(str(v)))
+        except InvalidId:
+            if not lenient:
+                raise  # the caller names the field
+    if not ids:
+        return None
     if op == "=":
         return f"({part.physical} = {params(ids[0])})"
     return f"({part.physical} IN ({', '.join(params(i) for i in dict.fromkeys(ids))}))"
