@@ -185,16 +185,20 @@ def _refine(
         f"SELECT {', '.join(cand)} FROM {src.from_} WHERE {src.where} AND ({cond})"
         for cond in _reads(src, plan, targets, params, xs)
     ]
-    sql = f"WITH cand AS ({' UNION ALL '.join(branches)}) " + " UNION ALL ".join(joins)
+    # sorted by DuckDB (parallel, ~3x faster than numpy's lexsort on the fetched columns)
+    sql = (
+        f"WITH cand AS ({' UNION ALL '.join(branches)}) SELECT * FROM ("
+        + " UNION ALL ".join(joins)
+        + ") ORDER BY tid, x"
+    )
     con.register(name, table)
     try:
         res = execute(con, sql, params).fetchnumpy()
     finally:
         con.unregister(name)
-    tid = np.asarray(res["tid"], dtype=np.int64)
-    order = np.lexsort((np.asarray(res["x"]), tid))
-    tid_s, x_s = tid[order], np.asarray(res["x"])[order]
-    w_s = np.asarray(res["w"], dtype=np.int64)[order]
+    tid_s = np.asarray(res["tid"], dtype=np.int64)
+    x_s = np.asarray(res["x"])
+    w_s = np.asarray(res["w"], dtype=np.int64)
     cum = np.cumsum(w_s)
     wanted_ids = np.arange(len(targets))
     start = np.searchsorted(tid_s, wanted_ids, side="left")
