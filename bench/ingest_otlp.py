@@ -2,6 +2,7 @@
 the same payloads, peak RSS and bytes per span on disk.
 
     .venv/bin/python bench/ingest_otlp.py --seconds 15 --runs 3 [--connections 4] [--gzip]
+        [--payload worst|cruddur] [--keep]
 
 Each run starts a fresh server (its own data dir under /tmp), pre-builds unique payloads (512
 spans, ~10 attributes), sends them from N connections for the duration (503 + Retry-After is
@@ -28,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
-from otlp_payloads import build_payload
+from otlp_payloads import PAYLOADS
 
 from server_harness import ServerProcess
 
@@ -142,6 +143,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--gzip", action="store_true")
+    ap.add_argument(
+        "--payload",
+        choices=sorted(PAYLOADS),
+        default="worst",
+        help="worst: ten independent high-entropy attributes on every span (the headline "
+        "figures); cruddur: spans shaped like the tutorial's instrumented Flask app",
+    )
     ap.add_argument("--keep", action="store_true", help="keep each run's data dir (for inspection)")
     ap.add_argument("--max-rate", type=float, default=120_000, help="payload budget, spans/s")
     args = ap.parse_args()
@@ -149,6 +157,7 @@ def main() -> None:
     n = int(args.seconds * args.max_rate / SPANS) + 1
     print(f"building {n} payloads of {SPANS} spans...", flush=True)
     now = time.time_ns()
+    build_payload = PAYLOADS[args.payload]
     payloads = [build_payload(rng, now) for _ in range(n)]
     wire = statistics.mean(len(p) for p in payloads[:50]) / SPANS
     if args.gzip:

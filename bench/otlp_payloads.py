@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+from datetime import UTC, datetime
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
@@ -91,3 +92,135 @@ def build_payload(rng: random.Random, now_ns: int, spans_per_batch: int = 512) -
         ],
     )
     return trace_service_pb2.ExportTraceServiceRequest(resource_spans=[rs]).SerializeToString()
+
+
+# -- "cruddur": traces shaped like the tutorial's instrumented backend-flask ------------------
+# What the real instrumentations put on each span (opentelemetry-instrumentation-flask,
+# -requests, -psycopg and the tutorial's custom span): the SERVER root carries the HTTP request
+# attributes and the user, children carry their own few. Values are per trace where the real
+# app's are (one user, one client address, one route per request), random where they are
+# (ids, durations, timestamps, result sizes). The default shape above gives every span ten
+# independent high-entropy values instead: the worst case for compression.
+USER_AGENTS = [
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 Version/17.1 Safari",
+    "python-requests/2.31.0",
+]
+SQL = [
+    "SELECT activities.uuid, users.display_name FROM activities LEFT JOIN users ON users.uuid "
+    "= activities.user_uuid ORDER BY activities.created_at DESC",
+    "SELECT uuid, handle FROM users WHERE users.cognito_user_id = %(sub)s LIMIT 1",
+    "INSERT INTO activities (user_uuid, message, expires_at) VALUES (%s, %s, %s) RETURNING uuid",
+]
+
+
+def _iso(ns: int) -> str:
+    """``datetime.now(timezone.utc).isoformat()`` at ``ns``, as the tutorial's span sets it."""
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat()
+
+
+def _child(rng, trace_id, parent, start, name, kind, attrs):
+    dur = int(rng.lognormvariate(13.5, 1.0))
+    return trace_pb2.Span(
+        trace_id=trace_id,
+        span_id=os.urandom(8),
+        parent_span_id=parent,
+        name=name,
+        kind=kind,
+        start_time_unix_nano=start,
+        end_time_unix_nano=start + dur,
+        attributes=[_kv(k, v) for k, v in attrs],
+    )
+
+
+def build_cruddur_payload(rng: random.Random, now_ns: int, spans_per_batch: int = 512) -> bytes:
+    service = rng.choice(SERVICES)
+    resource = [
+        _kv("service.name", service),
+        _kv("host.name", f"ip-10-0-0-{rng.randint(1, 9)}"),
+        _kv("telemetry.sdk.language", "python"),
+        _kv("telemetry.sdk.name", "opentelemetry"),
+        _kv("telemetry.sdk.version", "1.45.2"),
+    ]
+    spans: list = []
+    while len(spans) < spans_per_batch:
+        trace_id, root = os.urandom(16), os.urandom(8)
+        start = now_ns + rng.randint(0, 10**9)
+        route = rng.choice(ROUTES)
+        user = f"user-{rng.randint(0, 100_000)}"
+        status = rng.choice([200] * 30 + [404, 500])
+        children = [
+            (
+                "home-activities-mock-data",
+                1,
+                [
+                    ("app.now", _iso(start + 40_000)),
+                    ("app.result_length", rng.randint(0, 20)),
+                ],
+            ),
+            (
+                "SELECT",
+                3,
+                [
+                    ("db.system", "postgresql"),
+                    ("db.name", "cruddur"),
+                    ("db.statement", rng.choice(SQL)),
+                    ("db.user", "root"),
+                    ("net.peer.name", "db"),
+                    ("net.peer.port", 5432),
+                ],
+            ),
+            (
+                "GET",
+                3,
+                [
+                    ("http.method", "GET"),
+                    ("http.url", f"http://users:4567/api/users/{user}"),
+                    ("http.status_code", 200),
+                ],
+            ),
+        ]
+        n = min(rng.randint(2, 8), spans_per_batch - len(spans))
+        dur = int(rng.lognormvariate(15, 1.2))
+        root_span = trace_pb2.Span(
+            trace_id=trace_id,
+            span_id=root,
+            name=route,
+            kind=2,
+            start_time_unix_nano=start,
+            end_time_unix_nano=start + dur,
+            attributes=[
+                _kv(k, v)
+                for k, v in [
+                    ("http.method", rng.choice(["GET", "GET", "POST"])),
+                    ("http.route", route),
+                    ("http.target", route),
+                    ("http.scheme", "http"),
+                    ("http.host", "backend-flask:4567"),
+                    ("net.host.port", 4567),
+                    ("http.status_code", status),
+                    ("http.user_agent", rng.choice(USER_AGENTS)),
+                    ("net.peer.ip", f"10.0.{rng.randint(0, 3)}.{rng.randint(1, 254)}"),
+                    ("user.id", user),
+                ]
+            ],
+        )
+        if status == 500:
+            root_span.status.code = 2
+        spans.append(root_span)
+        for j in range(1, n):
+            name, kind, attrs = children[(j - 1) % len(children)]
+            spans.append(_child(rng, trace_id, root, start + j * 50_000, name, kind, attrs))
+    rs = trace_pb2.ResourceSpans(
+        resource={"attributes": resource},
+        scope_spans=[
+            trace_pb2.ScopeSpans(
+                scope={"name": "opentelemetry.instrumentation.flask", "version": "0.66b1"},
+                spans=spans,
+            )
+        ],
+    )
+    return trace_service_pb2.ExportTraceServiceRequest(resource_spans=[rs]).SerializeToString()
+
+
+PAYLOADS = {"worst": build_payload, "cruddur": build_cruddur_payload}
