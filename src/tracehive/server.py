@@ -36,15 +36,20 @@ async def serve(
     config: Config,
     on_ready: Callable[[Services, int, int], None] | None = None,
     stop: asyncio.Event | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> None:
+    """``on_stop`` runs (in a thread) when a stop is requested, while the server still serves:
+    the demo flushes its own app's telemetry there before the listeners close."""
     services = await asyncio.to_thread(Services, config)
     try:
-        await _run(services, config, on_ready, stop or asyncio.Event())
+        await _run(services, config, on_ready, stop or asyncio.Event(), on_stop)
     finally:
         await asyncio.to_thread(services.close)
 
 
-async def _run(services: Services, config: Config, on_ready, stop: asyncio.Event) -> None:
+async def _run(
+    services: Services, config: Config, on_ready, stop: asyncio.Event, on_stop=None
+) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -78,6 +83,8 @@ async def _run(services: Services, config: Config, on_ready, stop: asyncio.Event
         on_ready(services, http_port, grpc_port)
     stop_task = asyncio.create_task(stop.wait())
     await asyncio.wait({http_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    if on_stop is not None and not http_task.done():
+        await asyncio.to_thread(on_stop)
     uv.should_exit = True
     if grpc_server is not None:
         await grpc_server.stop(grace=5)
@@ -101,10 +108,10 @@ def print_ready(services: Services, http_port: int, grpc_port: int) -> None:
         )
 
 
-def run(config: Config, on_ready=print_ready) -> int:
+def run(config: Config, on_ready=print_ready, on_stop=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        asyncio.run(serve(config, on_ready))
+        asyncio.run(serve(config, on_ready, on_stop=on_stop))
     except OSError as exc:
         print(f"tracehive: {exc}", file=sys.stderr)
         return 1

@@ -52,15 +52,20 @@ def demo(data_dir, host, http_port, grpc_port, rate) -> None:
     from tracehive.server import print_ready, run
     from tracehive.services import DataDirLocked
 
+    traffic_stop = threading.Event()
+    traffic: list[threading.Thread] = []
+
     def on_ready(services, http, grpc):
         print_ready(services, http, grpc)
         key = services.bootstrap_key or _demo_key(services)
-        threading.Thread(
+        thread = threading.Thread(
             target=start_demo,
-            args=(f"http://{services.config.host}:{http}", key, rate),
+            args=(f"http://{services.config.host}:{http}", key, rate, traffic_stop),
             daemon=True,
             name="tracehive-demo",
-        ).start()
+        )
+        thread.start()
+        traffic.append(thread)
         print(
             f"demo traffic: backend-flask -> http://{services.config.host}:{http} with key {key}",
             flush=True,
@@ -72,8 +77,14 @@ def demo(data_dir, host, http_port, grpc_port, rate) -> None:
             flush=True,
         )
 
+    def on_stop():
+        """Stop the traffic and flush the app's spans and logs while the server still listens."""
+        traffic_stop.set()
+        for thread in traffic:
+            thread.join(timeout=15)
+
     try:
-        sys.exit(run(_config(data_dir, host, http_port, grpc_port), on_ready))
+        sys.exit(run(_config(data_dir, host, http_port, grpc_port), on_ready, on_stop))
     except DataDirLocked as exc:
         raise click.ClickException(str(exc)) from None
 
