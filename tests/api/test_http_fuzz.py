@@ -14,7 +14,6 @@ import zlib
 from urllib.parse import quote
 
 import pytest
-from google.rpc import status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
@@ -394,12 +393,9 @@ def test_otlp_structured_protobuf(client, path, data, encoding):
     if encoding:
         body = gzip.compress(body)
     r = post(client, path, body, PB, encoding)
-    check(r, 200, 400)
-    if r.status_code == 400:
-        # the only refusal of well-formed OTLP: a service.name that is not a valid dataset name
-        # (control characters, > 255 characters) fails the whole request
-        status = status_pb2.Status.FromString(r.content)
-        assert "dataset name" in status.message, status.message
+    # well-formed OTLP is never refused whole: a resource whose service.name is not a valid
+    # dataset name (control characters, > 255 characters) is rejected alone, in partial_success
+    check(r, 200)
 
 
 @FUZZ

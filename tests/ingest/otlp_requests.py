@@ -59,9 +59,23 @@ sample_rates = st.tuples(
     st.tuples(st.just("i"), st.one_of(st.sampled_from([-1, 0, 1, 20]), st.integers(-3, 10**12))),
 )
 attributes = st.lists(st.one_of(st.tuples(attr_keys, any_values), sample_rates), max_size=4)
+# Names that are not valid dataset names (a control character, more than 255 characters once
+# stripped) reject their resource's spans/records; "\x85" (NEL) is whitespace at the ends.
+BAD_SERVICE_NAMES = ["bad\x00svc", "line\nbreak", " del\x7f ", "c1\x9fchar", "x" * 256]
 service_names = st.tuples(
     st.just("service.name"),
-    st.sampled_from([("s", "checkout"), ("s", " pay "), ("s", "  "), ("s", ""), ("i", 3)]),
+    st.sampled_from(
+        [
+            ("s", "checkout"),
+            ("s", " pay "),
+            ("s", "  "),
+            ("s", ""),
+            ("i", 3),
+            ("s", "\x85nel-stripped\x85"),
+            ("s", " " * 5 + "y" * 255),
+            *[("s", name) for name in BAD_SERVICE_NAMES],
+        ]
+    ),
 )
 
 
@@ -212,6 +226,17 @@ def resource_context(res_attrs: list[tuple[str, Any]]) -> tuple[str, str | None,
     return (name or "unknown_service"), (name or None), res
 
 
+def routable(dataset: str) -> bool:
+    """The dataset-name rule, restated: at most 255 characters, no C0/C1 control character."""
+    return len(dataset) <= 255 and not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in dataset)
+
+
+SERVICE_REASON = (
+    "service.name is not a valid dataset name (longer than 255 characters or has control"
+    " characters)"
+)
+
+
 def _row(**fields: Any) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(FIXED_COLUMNS)
     row["samplerate"] = 1
@@ -223,12 +248,16 @@ def _valid(raw: bytes, size: int) -> bool:
     return len(raw) == size and any(raw)
 
 
-def expected_traces(spec: list[Any]) -> tuple[list[dict[str, Any]], int]:
-    """The rows (fixed columns + ``attributes``: {(key, type): value}) and the rejected count."""
+def expected_traces(spec: list[Any]) -> tuple[list[dict[str, Any]], int, str]:
+    """The rows (fixed columns + ``attributes``: {(key, type): value}), the rejected count and
+    the partial-success message."""
     rows = []
-    rejected = 0
+    rejected = bad_service = 0
     for res_attrs, scope_specs in spec:
         dataset, service, res = resource_context(res_attrs)
+        if not routable(dataset):
+            bad_service += sum(len(scope[3]) for scope in scope_specs)
+            continue
         for name, version, scope_attrs, span_specs in scope_specs:
             lib = {"library_name": name or None, "library_version": version or None}
             common = {"dataset": dataset, "service": service, **lib}
@@ -295,7 +324,12 @@ def expected_traces(spec: list[Any]) -> tuple[list[dict[str, Any]], int]:
                             attributes={(k, t): v for k, (t, v) in attrs.items()},
                         )
                     )
-    return rows, rejected
+    parts = []
+    if rejected:
+        parts.append(f"{rejected} spans rejected: invalid trace_id or span_id")
+    if bad_service:
+        parts.append(f"{bad_service} spans rejected: {SERVICE_REASON}")
+    return rows, rejected + bad_service, "; ".join(parts)
 
 
 def batch_rows(batch: EventBatch) -> list[dict[str, Any]]:
@@ -369,10 +403,24 @@ def log_request_to_pb(spec: list[Any]) -> ExportLogsServiceRequest:
     return request
 
 
+def expected_log_rejections(spec: list[Any]) -> tuple[int, str]:
+    """Records rejected (those of resources whose service.name is not a dataset name) and the
+    partial-success message."""
+    bad = sum(
+        len(scope[3])
+        for res_attrs, scope_specs in spec
+        if not routable(resource_context(res_attrs)[0])
+        for scope in scope_specs
+    )
+    return bad, f"{bad} log records rejected: {SERVICE_REASON}" if bad else ""
+
+
 def expected_logs(spec: list[Any], now_ns: int) -> list[dict[str, Any]]:
     rows = []
     for res_attrs, scope_specs in spec:
         dataset, service, res = resource_context(res_attrs)
+        if not routable(dataset):
+            continue
         for name, version, scope_attrs, records in scope_specs:
             for r in records:
                 body = None

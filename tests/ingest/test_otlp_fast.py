@@ -296,13 +296,28 @@ def scope_spans(draw):
     return ss
 
 
+# valid names, and names that reject their resource's spans (common.py: not a dataset name)
+SERVICE_NAMES = [
+    "checkout",
+    " cart ",
+    "api",
+    "bad\x00svc",
+    "tab\tinside",
+    "del\x7f",
+    "\x85nel-stripped\x85",
+    "nel\x85inside",
+    "y" * 255,
+    "y" * 256,
+]
+
+
 @st.composite
 def resource_spans(draw):
     rs = ResourceSpans(scope_spans=draw(st.lists(scope_spans(), max_size=2)))
     if draw(st.integers(0, 4)):
         attrs = draw(attr_lists)
         if draw(st.booleans()):
-            name = draw(st.one_of(st.sampled_from(["checkout", " cart ", "api"]), text))
+            name = draw(st.one_of(st.sampled_from(SERVICE_NAMES), text))
             attrs.insert(
                 draw(st.integers(0, len(attrs))),
                 KeyValue(key="service.name", value=AnyValue(string_value=name)),

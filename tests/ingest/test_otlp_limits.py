@@ -1,4 +1,5 @@
-"""Per-request limits of the OTLP decoders (``otlp/common.py``: MAX_ROWS, MAX_ATTR_KEYS, MAX_CELLS).
+"""Per-request limits of the OTLP decoders (``otlp/common.py``: MAX_ROWS, MAX_ATTR_KEYS, MAX_CELLS,
+MAX_SLOTS).
 
 * the hostile body that motivated them (one resource with 50k attributes over 20k minimal spans,
   ~10^9 cells once copied onto every row) is refused by the C decoder and the pure-Python one,
@@ -10,6 +11,11 @@
 * what counts: rejected spans, links left out, dropped values, empty keys, a resource's
   service.name and overrides of one key do not; trace.link.* keys do;
 * metrics: points capped at MAX_ROWS, values at MAX_CELLS (checked before points are built);
+* MAX_SLOTS (attribute columns x rows of the dense output): the amplification body that motivated
+  it (one span with 200k events and 2,000 one-off keys, ~2 MB, ~3 GB decoded) is refused by every
+  decoder, fast and small; exactly at / one over the limit at its real size; what makes a column
+  (a key per value type, overridden values too) at a small limit, C (a tiny build) = reference =
+  OTLP/JSON;
 * the order of the checks (which limit a request is refused for, where several are passed), on
   hypothesis-built requests: a copy of the C decoder built with tiny limits (-DMAX_ROWS=...)
   against the reference and OTLP/JSON with the same limits patched in; logs protobuf vs JSON.
@@ -37,6 +43,7 @@ from unittest import mock
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -68,10 +75,12 @@ from tracehive.ingest.otlp.common import (
     MAX_ATTR_KEYS,
     MAX_CELLS,
     MAX_ROWS,
+    MAX_SLOTS,
     TOO_MANY_CELLS,
     TOO_MANY_KEYS,
     TOO_MANY_LOG_RECORDS,
     TOO_MANY_POINTS,
+    TOO_MANY_SLOTS,
     TOO_MANY_SPAN_ROWS,
 )
 
@@ -319,14 +328,26 @@ def check_logs(resource: Attrs, scope: Attrs, records: list[Attrs], refused: str
 
 @needs_c
 def test_limits_are_the_documented_numbers_in_python_and_c():
-    assert (MAX_ROWS, MAX_ATTR_KEYS, MAX_CELLS) == (200_000, 2_000, 10_000_000)
-    assert (fast.MAX_ROWS, fast.MAX_ATTR_KEYS, fast.MAX_CELLS) == (
+    assert (MAX_ROWS, MAX_ATTR_KEYS, MAX_CELLS, MAX_SLOTS) == (
+        200_000,
+        2_000,
+        10_000_000,
+        20_000_000,
+    )
+    assert (fast.MAX_ROWS, fast.MAX_ATTR_KEYS, fast.MAX_CELLS, fast.MAX_SLOTS) == (
         MAX_ROWS,
         MAX_ATTR_KEYS,
         MAX_CELLS,
+        MAX_SLOTS,
     )
     assert TOO_MANY_KEYS == "request has more than 2000 distinct attribute keys"
-    for message in (TOO_MANY_SPAN_ROWS, TOO_MANY_LOG_RECORDS, TOO_MANY_POINTS, TOO_MANY_CELLS):
+    for message in (
+        TOO_MANY_SPAN_ROWS,
+        TOO_MANY_LOG_RECORDS,
+        TOO_MANY_POINTS,
+        TOO_MANY_CELLS,
+        TOO_MANY_SLOTS,
+    ):
         assert message.startswith(common.LIMIT_PREFIX)
 
 
@@ -609,14 +630,18 @@ def test_one_cell_over_the_limit_is_refused(extra):
 
 
 def test_the_first_limit_passed_names_the_error():
-    """The first row past any limit decides; within one row rows go before keys before cells."""
+    """The first row past any limit decides; within one row rows go before keys and slots (in
+    the order columns are made) before cells."""
     resource, scope, spans = _cells_request("span")  # cells pass at the last row...
     spans.append(span(attrs=keys("k", MAX_ATTR_KEYS)))  # ...keys one row later
     check_traces(resource, scope, spans, TOO_MANY_CELLS)
-    resource, scope, spans = _cells_request("span")  # one row past both
+    resource, scope, spans = _cells_request("span")  # one row past cells, keys and slots:
     spans[-1]["events"][0].extend(keys("k", MAX_ATTR_KEYS))
-    check_traces(resource, scope, spans, TOO_MANY_KEYS)
-    # rows first within a row: test_tiny_limits_* (at MAX_ROWS that takes 200,000 rows)
+    # ~1,000 columns over 10,000 rows: the 2,001st column passes MAX_SLOTS before the 2,001st
+    # key (two keys have two columns) passes MAX_ATTR_KEYS
+    check_traces(resource, scope, spans, TOO_MANY_SLOTS)
+    # keys before slots and cells, rows before all: test_tiny_limits_* (at MAX_ROWS that takes
+    # 200,000 rows, and keys past 2,000 pass MAX_SLOTS first from 10,000 rows on)
 
 
 @needs_c
@@ -785,19 +810,266 @@ def test_metrics_cells_count_each_points_attributes(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------
+# MAX_SLOTS: attribute columns x rows (the output is dense: a list per column, a slot per row)
+
+AMP_KEYS = MAX_ATTR_KEYS
+AMP_EVENTS = MAX_ROWS - 1  # with the span row: exactly MAX_ROWS rows
+
+
+def _amp_event_attrs(i: int, multi_type: bool) -> list[KeyValue]:
+    if i >= AMP_KEYS:
+        return []
+    last = KeyValue(key=f"k{i}", value=AnyValue(string_value="v"))
+    if not multi_type:
+        return [last]
+    # the same key as int, double and bool first, each overridden by the next: one value per
+    # event, but a column per type in the reference (4x the slots)
+    return [
+        KeyValue(key=f"k{i}", value=AnyValue(int_value=1)),
+        KeyValue(key=f"k{i}", value=AnyValue(double_value=1.5)),
+        KeyValue(key=f"k{i}", value=AnyValue(bool_value=True)),
+        last,
+    ]
+
+
+def amplification_traces(multi_type: bool = False) -> bytes:
+    """One span with 199,999 events, the first 2,000 carrying one one-off key each: 200,000 rows,
+    2,000 keys, 2,000 values (every other limit holds), ~2.2 MB. Measured before MAX_SLOTS: 4 *
+    10^8 list slots, ~3.1 GB peak RSS in C, Python and OTLP/JSON alike (~5 GB with the Arrow
+    conversion); with ``multi_type`` the reference went past 12 GB."""
+    events = [
+        Span.Event(time_unix_nano=NOW, attributes=_amp_event_attrs(i, multi_type))
+        for i in range(AMP_EVENTS)
+    ]
+    tid, sid = _ids(0)
+    request = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource=Resource(attributes=_kvs_pb([("service.name", ("s", "svc"))])),
+                scope_spans=[ScopeSpans(spans=[Span(trace_id=tid, span_id=sid, events=events)])],
+            )
+        ]
+    )
+    return request.SerializeToString()
+
+
+def amplification_traces_json() -> bytes:
+    tid, sid = _ids(0)
+    events: list[dict] = [{"timeUnixNano": str(NOW)} for _ in range(AMP_EVENTS)]
+    for i in range(AMP_KEYS):
+        events[i]["attributes"] = [{"key": f"k{i}", "value": {"stringValue": "v"}}]
+    doc = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": _kvs_json([("service.name", ("s", "svc"))])},
+                "scopeSpans": [
+                    {"spans": [{"traceId": tid.hex(), "spanId": sid.hex(), "events": events}]}
+                ],
+            }
+        ]
+    }
+    return orjson.dumps(doc)
+
+
+def amplification_logs() -> bytes:
+    records = [
+        LogRecord(
+            time_unix_nano=NOW,
+            attributes=_kvs_pb([(f"k{i}", ("s", "v"))]) if i < AMP_KEYS else [],
+        )
+        for i in range(MAX_ROWS)
+    ]
+    return ExportLogsServiceRequest(
+        resource_logs=[ResourceLogs(scope_logs=[ScopeLogs(log_records=records)])]
+    ).SerializeToString()
+
+
+# (decoder for _probe, body, peak RSS growth allowed). Measured here after MAX_SLOTS: C +2 MB in
+# 0.01 s (refused at the 10,000th row, before anything dense exists); the reference and logs
+# ~+190 MB in ~0.4 s (protobuf objects, then 2,000 lists of 10,000 slots); OTLP/JSON +263 MB in
+# ~0.9 s (the parsed 8 MB document); multi-type +211 MB.
+AMPLIFICATION = {
+    "c": ("c", amplification_traces, 50 << 20),
+    "py": ("py", amplification_traces, 300 << 20),
+    "py-multi-type": ("py", lambda: amplification_traces(multi_type=True), 300 << 20),
+    "c-multi-type": ("c", lambda: amplification_traces(multi_type=True), 50 << 20),
+    "json": ("json", amplification_traces_json, 400 << 20),
+    "logs": ("logs", amplification_logs, 300 << 20),
+}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(case, marks=[needs_c] if case.startswith("c") else []) for case in AMPLIFICATION],
+)
+def test_amplification_body_is_refused_fast_and_small(tmp_path, case):
+    which, build, max_growth = AMPLIFICATION[case]
+    body = build()
+    assert len(body) < 16 << 20  # the default max_body_bytes: a body the server reads
+    outcome, elapsed, rss_growth = _probe(tmp_path, which, body)
+    assert outcome == TOO_MANY_SLOTS
+    assert elapsed < 3.0
+    assert rss_growth < max_growth
+
+
+def _slots_spans(extra: str | None) -> list[dict]:
+    """Exactly MAX_SLOTS: 2,000 columns over 10,000 rows (one span and 9,999 events, the first
+    2,000 events with one one-off key each). ``extra``: one row more, one column more (a second
+    type of a key), one column more from a value its own event overrides."""
+    n_events = MAX_SLOTS // MAX_ATTR_KEYS - 1
+    events = [[(f"k{i}", ("s", "v"))] if i < MAX_ATTR_KEYS else [] for i in range(n_events)]
+    if extra == "row":
+        events.append([])
+    elif extra == "type":
+        events[-1] = [("k0", ("i", 1))]
+    elif extra == "overridden":
+        events[-1] = [("k0", ("i", 1)), ("k0", ("s", "again"))]
+    return [span(events=events)]
+
+
+def _slots_outcomes(spans: list[dict]):
+    """(outcome, rows, columns) of each decoder, one at a time (each batch is ~160 MB)."""
+    resource = [("service.name", ("s", "svc"))]
+    body = traces_pb(resource, [], spans)
+    decoders = {
+        "c": lambda: otlp.decode_traces(body, "protobuf"),
+        "py": lambda: otlp.decode_traces_py(body, "protobuf"),
+        "json": lambda: otlp.decode_traces(traces_json(resource, [], spans), "json"),
+    }
+    out = {}
+    for name, decode in decoders.items():
+        try:
+            events = decode().events
+            out[name] = ("ok", events.n, len(events.attrs))
+        except otlp.DecodeError as exc:
+            out[name] = ("refused", str(exc))
+    return out
+
+
+def test_slots_exactly_at_the_limit_are_accepted():
+    outcomes = _slots_outcomes(_slots_spans(None))
+    assert outcomes == dict.fromkeys(outcomes, ("ok", MAX_SLOTS // MAX_ATTR_KEYS, MAX_ATTR_KEYS))
+
+
+@pytest.mark.parametrize("extra", ["row", "type", "overridden"])
+def test_one_slot_row_or_column_over_the_limit_is_refused(extra):
+    outcomes = _slots_outcomes(_slots_spans(extra))
+    assert outcomes == dict.fromkeys(outcomes, ("refused", TOO_MANY_SLOTS))
+
+
+# What makes a column, at MAX_SLOTS = 50 (rows, keys and cells out of reach): C built with it,
+# the reference and OTLP/JSON with it patched in.
+SLOTS50 = (1000, 100, 10**6, 50)
+
+
+@pytest.fixture(scope="module")
+def slots50(tmp_path_factory):
+    return _build_tiny(tmp_path_factory.mktemp("slots50"), *SLOTS50)
+
+
+def _columns_request(extra: str | None) -> tuple[Attrs, Attrs, list[dict]]:
+    """10 columns x 5 rows. Columns: r0, r1 (resource; service.name and dropped values are
+    none), s0 and r0 as an int (scope), a as an int and a as a string (the int is overridden by
+    the string in its own row, and still a column), e0 (event), trace.link.trace_id,
+    trace.link.span_id and l0 (link). None from a rejected span or a link left out."""
+    resource = [
+        ("service.name", ("s", "svc")),
+        ("r0", ("s", "a")),
+        ("r1", ("s", "b")),
+        *NOT_COUNTED,
+        *NOT_COUNTED_F,
+    ]
+    scope = [("s0", ("s", "c")), ("r0", ("i", 1)), *NOT_COUNTED]
+    spans = [
+        span(attrs=[("a", ("i", 1)), ("a", ("s", "x")), *NOT_COUNTED]),
+        span(attrs=keys("rejected", 5), events=[[("gone", ("s", "x"))]], ok=False),
+        span(events=[[("e0", ("s", "x")), *NOT_COUNTED_F]]),
+        span(links=[(True, [("l0", ("s", "x"))]), (False, keys("gone", 3))]),
+    ]
+    if extra == "row":
+        spans[2]["events"].append([])
+    elif extra == "link type":
+        spans[3]["links"][0][1].append(("l0", ("i", 2)))
+    elif extra == "overridden":
+        spans[0]["attrs"].insert(0, ("a", ("f", 1.5)))
+    elif extra == "scope type":
+        scope.append(("r1", ("f", 2.5)))
+    elif extra == "resource key":
+        resource.append(("r2", ("s", "z")))
+    return resource, scope, spans
+
+
+def _small_outcomes(mod, request: tuple[Attrs, Attrs, list[dict]]):
+    body = traces_pb(*request)
+    with _tiny_limits(SLOTS50):
+        return (
+            _tiny_outcome(mod.decode_traces, body),
+            _tiny_outcome(lambda b: otlp.decode_traces_py(b, "protobuf"), body),
+            _tiny_outcome(lambda b: otlp.decode_traces_py(b, "json"), traces_json(*request)),
+        )
+
+
+@needs_c
+def test_columns_count_per_key_and_type(slots50):
+    c, py, js = _small_outcomes(slots50, _columns_request(None))
+    assert c[0] == py[0] == js[0] == "ok"
+    cols, attrs, n, _rejected, _message = c[1]
+    assert (cols, attrs, n) == (py[1].events.cols, py[1].events.attrs, py[1].events.n)
+    assert py[1] == js[1]
+    assert n == 5
+    # the output has 9 columns: ("a", "i") holds no value (overridden), but it was a column
+    assert len(attrs) == 9 and ("a", "i") not in attrs
+
+
+@needs_c
+@pytest.mark.parametrize("extra", ["row", "link type", "overridden", "scope type", "resource key"])
+def test_one_more_column_or_row_passes_the_slots(slots50, extra):
+    outcomes = _small_outcomes(slots50, _columns_request(extra))
+    assert outcomes == (("limit", _which_limit(TOO_MANY_SLOTS)),) * 3
+
+
+def test_logs_slots(monkeypatch):
+    """Logs (protobuf and OTLP/JSON alike) at a smaller limit: columns x rows. Columns: r0 as an
+    int (the scope's; the resource's string r0 is overridden before any row, so no column), r1,
+    a and b; none from service.name or dropped values."""
+    monkeypatch.setattr(common, "MAX_SLOTS", 40)
+    resource = [("service.name", ("s", "svc")), ("r0", ("s", "a")), ("r1", ("s", "b"))]
+    resource += NOT_COUNTED
+    scope = [("r0", ("i", 1))]
+    records = [[("a", ("s", "x"))], [("b", ("s", "x")), *NOT_COUNTED_F], [], [], [], [], [], []]
+    batch = check_logs(resource, scope, records, None)  # 4 columns x 8 rows
+    assert batch.n == 8
+    check_logs(resource, scope, [*records, []], None)  # 4 x 9 = 36
+    check_logs(resource, scope, [*records, [], []], None)  # 4 x 10 = 40
+    check_logs(resource, scope, [*records, [], [], []], TOO_MANY_SLOTS)  # 4 x 11
+    check_logs(resource, scope, [*records, [], [("c", ("s", "x"))]], TOO_MANY_SLOTS)  # 5 x 10
+
+
+# ---------------------------------------------------------------------------------------------
 # The order of the checks, at tiny limits: C (a copy built with -DMAX_...) = reference = JSON
 
-# (rows, keys, cells): mostly keys, only cells, all three close, only rows
-TINY = [(5, 4, 10), (40, 9, 6), (6, 5, 12), (4, 9, 40)]
+# (rows, keys, cells, slots): mostly keys, only cells, three close, only rows (slots out of
+# reach: 10^6), then mostly slots, slots and keys, all four (each refuses some examples)
+NO_SLOT_LIMIT = 10**6
+TINY = [
+    (5, 4, 10, NO_SLOT_LIMIT),
+    (40, 9, 6, NO_SLOT_LIMIT),
+    (6, 5, 12, NO_SLOT_LIMIT),
+    (4, 9, 40, NO_SLOT_LIMIT),
+    (40, 9, 40, 20),
+    (6, 5, 12, 15),
+    (5, 6, 9, 22),
+]
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _build_tiny(out_dir: Path, rows: int, keys_: int, cells: int):
+def _build_tiny(out_dir: Path, rows: int, keys_: int, cells: int, slots: int):
     cc = sysconfig.get_config_var("CC") or "cc"
     if not shutil.which(shlex.split(cc)[0]):
         pytest.skip("no C compiler")
     src = Path(otlp.__file__).parent.parent / "_otlp_fast.c"
-    out = out_dir / f"_otlp_fast_{rows}_{keys_}_{cells}{sysconfig.get_config_var('EXT_SUFFIX')}"
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    out = out_dir / f"_otlp_fast_{rows}_{keys_}_{cells}_{slots}{suffix}"
     cmd = [
         *shlex.split(cc),
         "-shared",
@@ -808,6 +1080,7 @@ def _build_tiny(out_dir: Path, rows: int, keys_: int, cells: int):
         f"-DMAX_ROWS={rows}",
         f"-DMAX_ATTR_KEYS={keys_}",
         f"-DMAX_CELLS={cells}",
+        f"-DMAX_SLOTS={slots}",
         str(src),
         "-o",
         str(out),
@@ -819,19 +1092,30 @@ def _build_tiny(out_dir: Path, rows: int, keys_: int, cells: int):
     assert spec is not None
     mod = importlib.util.module_from_spec(spec)
     loader.exec_module(mod)
-    assert (rows, keys_, cells) == (mod.MAX_ROWS, mod.MAX_ATTR_KEYS, mod.MAX_CELLS)
+    assert (rows, keys_, cells, slots) == (
+        mod.MAX_ROWS,
+        mod.MAX_ATTR_KEYS,
+        mod.MAX_CELLS,
+        mod.MAX_SLOTS,
+    )
     return mod
 
 
-@pytest.fixture(scope="module", params=TINY, ids=lambda t: f"rows{t[0]}-keys{t[1]}-cells{t[2]}")
+@pytest.fixture(
+    scope="module",
+    params=TINY,
+    ids=lambda t: f"rows{t[0]}-keys{t[1]}-cells{t[2]}-slots{t[3]}",
+)
 def tiny(request, tmp_path_factory):
     limits = request.param
     return _build_tiny(tmp_path_factory.mktemp("tiny"), *limits), limits
 
 
 def _tiny_limits(limits):
-    rows, keys_, cells = limits
-    return mock.patch.multiple(common, MAX_ROWS=rows, MAX_ATTR_KEYS=keys_, MAX_CELLS=cells)
+    rows, keys_, cells, slots = limits
+    return mock.patch.multiple(
+        common, MAX_ROWS=rows, MAX_ATTR_KEYS=keys_, MAX_CELLS=cells, MAX_SLOTS=slots
+    )
 
 
 def _which_limit(message: str) -> str:
@@ -872,10 +1156,10 @@ def test_tiny_limits_c_refuses_exactly_as_the_reference(tiny, spec):
 
 
 @FUZZ
-@given(spec=log_requests)
-def test_tiny_limits_logs_json_refuses_exactly_as_protobuf(spec):
+@given(spec=log_requests, limits=st.sampled_from([(3, 3, 6, NO_SLOT_LIMIT), (6, 4, 12, 10)]))
+def test_tiny_limits_logs_json_refuses_exactly_as_protobuf(spec, limits):
     request = log_request_to_pb(spec)
-    with _tiny_limits((3, 3, 6)):
+    with _tiny_limits(limits):
         pb = _tiny_outcome(
             lambda b: otlp.decode_logs(b, "protobuf", NOW), request.SerializeToString()
         )

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from otlp_requests import (
     attrs_to_pb,
     batch_rows,
+    expected_log_rejections,
     expected_logs,
     log_request_to_pb,
     log_requests,
@@ -31,9 +32,9 @@ from tracehive.ingest.otlp import DecodeError, decode_logs
 NOW = 1_700_000_000_123_456_789
 
 
-def _rows(request: ExportLogsServiceRequest) -> list[dict]:
+def _rows(request: ExportLogsServiceRequest, rejected: tuple[int, str] = (0, "")) -> list[dict]:
     decoded = decode_logs(request.SerializeToString(), "protobuf", now_ns=NOW)
-    assert decoded.metrics is None and decoded.rejected == 0 and decoded.error_message == ""
+    assert decoded.metrics is None and (decoded.rejected, decoded.error_message) == rejected
     rows = batch_rows(decoded.events)
     assert decoded.accepted == len(rows)
     return rows
@@ -189,4 +190,5 @@ def test_invalid_payload():
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(log_requests)
 def test_round_trip_matches_the_model(spec):
-    assert _rows(log_request_to_pb(spec)) == expected_logs(spec, NOW)
+    rows = _rows(log_request_to_pb(spec), expected_log_rejections(spec))
+    assert rows == expected_logs(spec, NOW)

@@ -28,14 +28,23 @@
  *     member.
  * Malformed input raises ValueError("malformed OTLP protobuf: <what> (at byte N)").
  *
- * Per-request limits (MAX_ROWS, MAX_ATTR_KEYS, MAX_CELLS below; the numbers, messages and order of
- * checks are ingest/otlp/common.py's): a request past one raises ValueError(<common.py's message>)
- * as soon as the first row past it is found, before that row is stored, so a hostile body (a
- * resource with 50k attributes over 20k spans: 10^9 cells) costs no more than the limits.  Rows
- * are checked when a row is emitted, keys when a resource/scope list is compacted and when a key
- * first gets a column (row_commit_attrs), cells once per row (d->ncells + d->nrt); within a row
- * keys take precedence over cells, as in the reference (whose put_* meet keys first).  The rest of
- * the body is then not read, so a body that is also malformed further on reports the limit.
+ * Per-request limits (MAX_ROWS, MAX_ATTR_KEYS, MAX_CELLS, MAX_SLOTS below; the numbers, messages
+ * and order of checks are ingest/otlp/common.py's): a request past one raises
+ * ValueError(<common.py's message>) as soon as the first row past it is found, before that row is
+ * stored, so a hostile body (a resource with 50k attributes over 20k spans: 10^9 cells; one span
+ * with 200k events and 2,000 one-off keys: 4 * 10^8 slots of dense output) costs no more than the
+ * limits.  MAX_SLOTS bounds columns x rows, counting columns as the reference's RowWriter.column
+ * makes them: a (key, type) pair of each compacted resource/scope list and of every value of a
+ * row's own attributes (count_col, also for a value a later one of its key overrides).  Rows are
+ * checked when a row starts (row_start), keys then slots when a resource/scope list is compacted
+ * and when a row's own attribute makes a new (key, type) column (row_add_own), cells then slots
+ * once per row (row_emit), in the reference's order.  The rest of the body is then not read, so a
+ * body that is also malformed further on reports the limit.
+ *
+ * A resource whose service.name is not a valid dataset name (longer than MAX_DATASET_NAME
+ * characters or with a C0/C1 control character, after stripping: tenancy/names.py's rule) has
+ * its spans rejected and counted (rejected_service), after the checks ParseFromString makes on
+ * them; it contributes nothing to the limits.
  *
  * Shape of the work: each message is walked with a tag loop; where a message's rows depend on
  * fields that may come later (a span's ids before its attributes, events and links; a resource
@@ -77,6 +86,10 @@
 #ifndef MAX_CELLS
 #define MAX_CELLS 10000000     /* attribute values placed into rows */
 #endif
+#ifndef MAX_SLOTS
+#define MAX_SLOTS 20000000     /* attribute columns (key, type) x rows: the dense output */
+#endif
+#define MAX_DATASET_NAME 255   /* tenancy/names.py: MAX_DATASET_NAME */
 #define XSTR(x) #x
 #define STR(x) XSTR(x)
 static const char MSG_TOO_MANY_ROWS[] =
@@ -86,6 +99,14 @@ static const char MSG_TOO_MANY_KEYS[] =
 static const char MSG_TOO_MANY_CELLS[] =
     "request has more than " STR(MAX_CELLS)
     " attribute values (resource and scope attributes count once per row)";
+static const char MSG_TOO_MANY_SLOTS[] =
+    "request has more than " STR(MAX_SLOTS)
+    " attribute slots (attribute columns x rows; a column per attribute key and value type)";
+/* common.py: INVALID_SERVICE_NAME; traces.py: rejected_message */
+#define MSG_REJECTED_IDS "spans rejected: invalid trace_id or span_id"
+#define MSG_REJECTED_SERVICE                                                                  \
+    "spans rejected: service.name is not a valid dataset name (longer than 255 characters or " \
+    "has control characters)"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Module-level constants                                                                      */
@@ -152,7 +173,8 @@ typedef struct {
     PyObject *str; /* borrowed from the string table */
     int32_t col[4];
     uint32_t stamp, slot;
-    int counted; /* counted against MAX_ATTR_KEYS */
+    int counted;   /* counted against MAX_ATTR_KEYS */
+    uint8_t slots; /* bit 1 << T_*: a (key, type) column counted against MAX_SLOTS */
 } KeyEnt;
 
 /* Front caches: one slot per cheap hash, no chains (a collision only costs a miss, so hostile
@@ -215,9 +237,11 @@ typedef struct {
     size_t nrt, caprt;
     uint32_t stamp;
     size_t nattr_keys; /* keys counted against MAX_ATTR_KEYS */
+    size_t nslot_cols; /* (key, type) columns counted against MAX_SLOTS */
 
     AttrList span_attrs, tmp_attrs;
-    Py_ssize_t rejected;
+    Py_ssize_t rejected;         /* spans rejected for their ids */
+    Py_ssize_t rejected_service; /* spans of resources with an invalid service.name */
 } Dec;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -494,11 +518,12 @@ bad:
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Generic schema-driven validation (for content we do not turn into rows: rejected spans,
- * resource entity_refs).  Mirrors exactly what ParseFromString checks. */
+/* Generic schema-driven validation (for content we do not turn into rows: rejected spans and
+ * resources, resource entity_refs).  Mirrors exactly what ParseFromString checks. */
 
 enum { K_UNK = 0, K_VAR, K_I64, K_I32, K_STR, K_BYT, K_MSG };
-enum { M_SPAN, M_EVENT, M_LINK, M_STATUS, M_KV, M_ANY, M_ARR, M_KVL, M_ENTITY, M_COUNT };
+enum { M_SPAN, M_EVENT, M_LINK, M_STATUS, M_KV, M_ANY, M_ARR, M_KVL, M_ENTITY, M_SCOPE,
+       M_SCOPE_SPANS, M_COUNT };
 typedef struct {
     uint8_t kind, sub;
 } FieldSpec;
@@ -519,6 +544,8 @@ static const FieldSpec SCHEMA[M_COUNT][MAXF + 1] = {
     [M_ARR] = {[1] = {K_MSG, M_ANY}},
     [M_KVL] = {[1] = {K_MSG, M_KV}},
     [M_ENTITY] = {[1] = {K_STR, 0}, [2] = {K_STR, 0}, [3] = {K_STR, 0}, [4] = {K_STR, 0}},
+    [M_SCOPE] = {[1] = {K_STR, 0}, [2] = {K_STR, 0}, [3] = {K_MSG, M_KV}, [4] = {K_VAR, 0}},
+    [M_SCOPE_SPANS] = {[1] = {K_MSG, M_SCOPE}, [2] = {K_MSG, M_SPAN}, [3] = {K_STR, 0}},
 };
 static const int KIND_WT[] = {-1, WT_VARINT, WT_I64, WT_I32, WT_LEN, WT_LEN, WT_LEN};
 
@@ -729,6 +756,7 @@ static Py_ssize_t get_key(Dec *d, Slice s, int ascii)
         k->stamp = 0;
         k->slot = 0;
         k->counted = 0;
+        k->slots = 0;
         e->key = (int32_t)d->nkeys++;
     }
     c->p = s.p;
@@ -1107,6 +1135,80 @@ static inline int row_add_list(Dec *d, const AttrList *l)
     return 0;
 }
 
+/* A per-request limit is passed: ValueError(msg), -1 (the whole request is refused). */
+static int limit_err(const char *msg)
+{
+    PyErr_SetString(PyExc_ValueError, msg);
+    return -1;
+}
+
+/* Columns x (rows written + the one being written) past MAX_SLOTS. */
+static inline int slots_over(const Dec *d)
+{
+    return (uint64_t)d->nslot_cols * ((uint64_t)d->nrows + 1) > (uint64_t)MAX_SLOTS;
+}
+
+/* Count a key against MAX_ATTR_KEYS the first time it gets a column (the reference:
+ * RowWriter.column). */
+static int count_key(Dec *d, uint32_t key)
+{
+    KeyEnt *k = &d->keys[key];
+    if (k->counted) return 0;
+    k->counted = 1;
+    if (++d->nattr_keys > MAX_ATTR_KEYS) return limit_err(MSG_TOO_MANY_KEYS);
+    return 0;
+}
+
+/* Count a (key, type) column the first time the reference's RowWriter.column would make it: the
+ * key against MAX_ATTR_KEYS, then columns x rows against MAX_SLOTS. */
+static inline int count_col(Dec *d, uint32_t key, uint8_t type)
+{
+    KeyEnt *k = &d->keys[key];
+    uint8_t bit = (uint8_t)(1u << type);
+    if (k->slots & bit) return 0;
+    if (count_key(d, key) < 0) return -1;
+    k = &d->keys[key];
+    k->slots |= bit;
+    d->nslot_cols++;
+    if (slots_over(d)) return limit_err(MSG_TOO_MANY_SLOTS);
+    return 0;
+}
+
+/* The columns of a compacted resource/scope list (the reference: RowWriter.base/scope_base). */
+static int count_cols(Dec *d, const AttrList *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (count_col(d, l->v[i].key, l->v[i].type) < 0) return -1;
+    return 0;
+}
+
+/* row_add for a row's own attribute values (not the resource's or scope's, counted when their
+ * lists were compacted): every value that is not dropped counts its (key, type) column, in wire
+ * order, as the reference's put_* do. */
+static inline int row_add_own(Dec *d, uint32_t key, uint8_t type, PyObject *val)
+{
+    if (type == T_NONE) return 0;
+    if (count_col(d, key, type) < 0) return -1;
+    return row_add(d, key, type, val);
+}
+
+static inline int row_add_own_list(Dec *d, const AttrList *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const Attr *a = &l->v[i];
+        if (row_add_own(d, a->key, a->type, a->val) < 0) return -1;
+    }
+    return 0;
+}
+
+/* Start a row (row index d->nrows): MAX_ROWS first, as the reference's reserve. */
+static inline int row_start(Dec *d)
+{
+    if (d->nrows >= MAX_ROWS) return limit_err(MSG_TOO_MANY_ROWS);
+    row_begin(d);
+    return 0;
+}
+
 /* Reduce a resource/scope attribute list to what it contributes to every row: one entry per key,
  * the last non-dropped value winning (in the position of the key's first occurrence), dropped
  * values and (for a resource) service.name removed.  Done once per resource/scope, so a list with
@@ -1136,32 +1238,8 @@ static void attrs_compact(Dec *d, AttrList *l, int drop_service)
     l->n = n;
 }
 
-/* A per-request limit is passed: ValueError(msg), -1 (the whole request is refused). */
-static int limit_err(const char *msg)
-{
-    PyErr_SetString(PyExc_ValueError, msg);
-    return -1;
-}
-
-/* Count a key against MAX_ATTR_KEYS the first time it gets a column or is in a compacted
- * resource/scope list (the reference: RowWriter.column). */
-static int count_key(Dec *d, uint32_t key)
-{
-    KeyEnt *k = &d->keys[key];
-    if (k->counted) return 0;
-    k->counted = 1;
-    if (++d->nattr_keys > MAX_ATTR_KEYS) return limit_err(MSG_TOO_MANY_KEYS);
-    return 0;
-}
-
-static int count_keys(Dec *d, const AttrList *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (count_key(d, l->v[i].key) < 0) return -1;
-    return 0;
-}
-
-/* Commit the current row's attributes into the attribute columns (row index d->nrows). */
+/* Commit the current row's attributes into the attribute columns (row index d->nrows).  Every
+ * key here was counted already (count_col), so this only allocates. */
 static int row_commit_attrs(Dec *d)
 {
     uint32_t row = (uint32_t)d->nrows;
@@ -1171,7 +1249,6 @@ static int row_commit_attrs(Dec *d)
         KeyEnt *k = &d->keys[ra->key];
         int32_t ci = k->col[ra->type - 1];
         if (ci < 0) {
-            if (count_key(d, ra->key) < 0) return -1;
             if (grow((void **)&d->cols, &d->capcols, d->ncols + 1, sizeof(Column)) < 0) return -1;
             ci = (int32_t)d->ncols++;
             d->cols[ci] = (Column){ra->key, ra->type, NULL};
@@ -1197,17 +1274,15 @@ static int row_emit(Dec *d, PyObject *v[NFIX])
         PyErr_NoMemory();
         bad = 1;
     }
-    /* limits, before anything of the row is stored: rows, then keys (the row's new keys would
-     * pass MAX_ATTR_KEYS: only looked for here when the row is refused anyway; otherwise
-     * row_commit_attrs counts them), then cells (one add and compare per row) */
-    if (!bad && d->nrows >= MAX_ROWS) {
-        limit_err(MSG_TOO_MANY_ROWS);
+    /* limits, before anything of the row is stored (rows, keys and the slots of new columns
+     * were checked as the row was built: row_start, row_add_own): cells, then the row's slots
+     * (one add and compare, one multiply and compare per row) */
+    if (!bad && d->ncells + d->nrt > MAX_CELLS) {
+        limit_err(MSG_TOO_MANY_CELLS);
         bad = 1;
     }
-    if (!bad && d->ncells + d->nrt > MAX_CELLS) {
-        for (size_t i = 0; i < d->nrt && !bad; i++)
-            if (count_key(d, d->rt[i].key) < 0) bad = 1;
-        if (!bad) limit_err(MSG_TOO_MANY_CELLS);
+    if (!bad && slots_over(d)) {
+        limit_err(MSG_TOO_MANY_SLOTS);
         bad = 1;
     }
     if (!bad && d->nrows == d->caprows &&
@@ -1242,6 +1317,7 @@ static inline PyObject *ref(PyObject *o)
 typedef struct {
     AttrList attrs;
     PyObject *dataset, *service; /* owned */
+    int routable;                /* dataset is a valid dataset name (else: spans rejected) */
 } Res;
 
 typedef struct {
@@ -1279,6 +1355,21 @@ static int parse_resource(Dec *d, const uint8_t *p, const uint8_t *end, int dept
     return 0;
 }
 
+/* A stripped, non-empty service.name is a valid dataset name (tenancy/names.py): at most
+ * MAX_DATASET_NAME characters, none of them a C0 or C1 control character (or DEL). */
+static int name_routable(PyObject *s)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (n > MAX_DATASET_NAME) return 0;
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+        if (ch < 0x20 || (ch >= 0x7f && ch <= 0x9f)) return 0;
+    }
+    return 1;
+}
+
 /* dataset/service from the resource's service.name (the last one; a non-empty string). */
 static int resource_service(Dec *d, Res *r)
 {
@@ -1296,12 +1387,14 @@ static int resource_service(Dec *d, Res *r)
         if (PyUnicode_GET_LENGTH(st) > 0) {
             r->dataset = st;
             r->service = ref(st);
+            r->routable = name_routable(st);
             return 0;
         }
         Py_DECREF(st);
     }
     r->dataset = ref(g_unknown_service);
     r->service = ref(Py_None);
+    r->routable = 1;
     return 0;
 }
 
@@ -1403,8 +1496,9 @@ static int emit_event(Dec *d, const uint8_t *p, const uint8_t *end, int depth, S
     }
     int exc = slice_eq(name, "exception", 9);
     *is_exception = exc;
-    row_begin(d);
-    if (row_add_list(d, &c->res->attrs) < 0 || row_add_list(d, &d->tmp_attrs) < 0) return -1;
+    if (row_start(d) < 0 || row_add_list(d, &c->res->attrs) < 0 ||
+        row_add_own_list(d, &d->tmp_attrs) < 0)
+        return -1;
     PyObject *r[NFIX];
     r[C_DATASET] = ref(c->res->dataset);
     r[C_TS] = PyLong_FromUnsignedLongLong(clamp_ns(t));
@@ -1477,9 +1571,9 @@ static int emit_link(Dec *d, const uint8_t *p, const uint8_t *end, int depth, Sp
     PyObject *shex = thex ? to_hex(sid) : NULL;
     int rc = -1;
     if (!shex) goto done;
-    row_begin(d);
-    if (row_add_list(d, &c->res->attrs) < 0 || row_add(d, KEY_LINK_TRACE, T_S, thex) < 0 ||
-        row_add(d, KEY_LINK_SPAN, T_S, shex) < 0 || row_add_list(d, &d->tmp_attrs) < 0)
+    if (row_start(d) < 0 || row_add_list(d, &c->res->attrs) < 0 ||
+        row_add_own(d, KEY_LINK_TRACE, T_S, thex) < 0 ||
+        row_add_own(d, KEY_LINK_SPAN, T_S, shex) < 0 || row_add_own_list(d, &d->tmp_attrs) < 0)
         goto done;
     PyObject *r[NFIX];
     r[C_DATASET] = ref(c->res->dataset);
@@ -1629,9 +1723,8 @@ static int parse_span(Dec *d, const uint8_t *p0, const uint8_t *end, int depth, 
     c.start = PyLong_FromUnsignedLongLong(start);
     if (!c.trace_id || !c.span_id || !c.start) goto done;
 
-    row_begin(d);
-    if (row_add_list(d, &res->attrs) < 0 || row_add_list(d, &sc->attrs) < 0 ||
-        row_add_list(d, &d->span_attrs) < 0)
+    if (row_start(d) < 0 || row_add_list(d, &res->attrs) < 0 || row_add_list(d, &sc->attrs) < 0 ||
+        row_add_own_list(d, &d->span_attrs) < 0)
         goto done;
     PyObject *r[NFIX];
     size_t span_row = d->nrows;
@@ -1735,7 +1828,7 @@ static int parse_scope_spans(Dec *d, const uint8_t *p0, const uint8_t *end, int 
         if (skip_field(d, &p, end, fn, wt, depth) < 0) goto done;
     }
     attrs_compact(d, &sc.attrs, 0);
-    if (count_keys(d, &sc.attrs) < 0) goto done;
+    if (count_cols(d, &sc.attrs) < 0) goto done;
     sc.lib_name = sc.name.n ? get_str(d, sc.name, sc.name_ascii) : ref(Py_None);
     if (!sc.lib_name) goto done;
     sc.lib_version = sc.version.n ? get_str(d, sc.version, sc.version_ascii) : ref(Py_None);
@@ -1761,6 +1854,21 @@ done:
     Py_XDECREF(sc.lib_name);
     Py_XDECREF(sc.lib_version);
     return rc;
+}
+
+/* The ScopeSpans of a resource whose service.name is not a valid dataset name: its spans are
+ * rejected (counted) after the checks ParseFromString makes on all of it. */
+static int reject_scope_spans(Dec *d, const uint8_t *p, const uint8_t *end, int depth)
+{
+    if (validate_msg(d, p, end, M_SCOPE_SPANS, depth) < 0) return -1;
+    while (p < end) {
+        uint32_t fn;
+        int wt;
+        if (rd_tag(d, &p, end, &fn, &wt) < 0) return -1;
+        if (fn == 2 && wt == WT_LEN) d->rejected_service++;
+        if (skip_value(d, &p, end, fn, wt, depth) < 0) return -1;
+    }
+    return 0;
 }
 
 static int parse_resource_spans(Dec *d, const uint8_t *p0, const uint8_t *end, int depth)
@@ -1794,8 +1902,10 @@ static int parse_resource_spans(Dec *d, const uint8_t *p0, const uint8_t *end, i
         if (skip_field(d, &p, end, fn, wt, depth) < 0) goto done;
     }
     if (resource_service(d, &res) < 0) goto done;
-    attrs_compact(d, &res.attrs, 1);
-    if (count_keys(d, &res.attrs) < 0) goto done;
+    if (res.routable) {
+        attrs_compact(d, &res.attrs, 1);
+        if (count_cols(d, &res.attrs) < 0) goto done;
+    }
     if (first_ss) {
         for (p = first_ss; p < end;) {
             uint32_t fn;
@@ -1804,7 +1914,9 @@ static int parse_resource_spans(Dec *d, const uint8_t *p0, const uint8_t *end, i
             if (rd_tag(d, &p, end, &fn, &wt) < 0) goto done;
             if (fn == 2 && wt == WT_LEN) {
                 if (rd_len(d, &p, end, &s) < 0) goto done;
-                if (parse_scope_spans(d, s.p, s.p + s.n, depth + 1, &res) < 0) goto done;
+                if (res.routable ? parse_scope_spans(d, s.p, s.p + s.n, depth + 1, &res)
+                                 : reject_scope_spans(d, s.p, s.p + s.n, depth + 1))
+                    goto done;
                 continue;
             }
             if (skip_field(d, &p, end, fn, wt, depth) < 0) goto done;
@@ -1870,11 +1982,13 @@ static void dec_end(Dec *d)
         }
     d->nrt = 0;
     d->nattr_keys = 0;
+    d->nslot_cols = 0;
     attrs_clear(&d->span_attrs);
     attrs_clear(&d->tmp_attrs);
     d->base = NULL;
     d->err = NULL;
     d->rejected = 0;
+    d->rejected_service = 0;
 
     buf_trim((void **)&d->rows, &d->caprows, sizeof(d->rows[0]));
     buf_trim((void **)&d->cells, &d->capcells, sizeof(Cell));
@@ -1915,7 +2029,9 @@ static int dec_begin(Dec *d, const uint8_t *base)
     d->err = NULL;
     d->err_off = -1;
     d->rejected = 0;
+    d->rejected_service = 0;
     d->nattr_keys = 0;
+    d->nslot_cols = 0;
     if (!d->slots) {
         d->nslots = 64;
         d->slots = PyMem_Calloc(d->nslots, sizeof(uint32_t));
@@ -1982,12 +2098,17 @@ static PyObject *build_result(Dec *d)
         Py_DECREF(old);
         cell->v = NULL;
     }
-    if (d->rejected)
-        msg = PyUnicode_FromFormat("%zd spans rejected: invalid trace_id or span_id", d->rejected);
+    if (d->rejected && d->rejected_service)
+        msg = PyUnicode_FromFormat("%zd " MSG_REJECTED_IDS "; %zd " MSG_REJECTED_SERVICE,
+                                   d->rejected, d->rejected_service);
+    else if (d->rejected)
+        msg = PyUnicode_FromFormat("%zd " MSG_REJECTED_IDS, d->rejected);
+    else if (d->rejected_service)
+        msg = PyUnicode_FromFormat("%zd " MSG_REJECTED_SERVICE, d->rejected_service);
     else
         msg = ref(g_empty_str);
     n = PyLong_FromSsize_t(nrows);
-    rej = PyLong_FromSsize_t(d->rejected);
+    rej = PyLong_FromSsize_t(d->rejected + d->rejected_service);
     if (!msg || !n || !rej) goto fail;
     PyObject *res = PyTuple_Pack(5, cols, attrs, n, rej, msg);
     Py_DECREF(cols);
@@ -2054,7 +2175,7 @@ static PyMethodDef methods[] = {
      "decode_traces(data) -> (cols, attrs, n, rejected, error_message)\n\n"
      "Decode a protobuf ExportTraceServiceRequest into EventBatch columns. Raises ValueError on "
      "malformed input and on a request past a per-request limit (MAX_ROWS, MAX_ATTR_KEYS, "
-     "MAX_CELLS)."},
+     "MAX_CELLS, MAX_SLOTS)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2118,7 +2239,9 @@ PyMODINIT_FUNC PyInit__otlp_fast(void)
     if (PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0 ||
         PyModule_AddIntConstant(m, "MAX_ROWS", MAX_ROWS) < 0 ||
         PyModule_AddIntConstant(m, "MAX_ATTR_KEYS", MAX_ATTR_KEYS) < 0 ||
-        PyModule_AddIntConstant(m, "MAX_CELLS", MAX_CELLS) < 0) {
+        PyModule_AddIntConstant(m, "MAX_CELLS", MAX_CELLS) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_SLOTS", MAX_SLOTS) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_DATASET_NAME", MAX_DATASET_NAME) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -16,6 +16,17 @@ A dropped attribute is as if it had not been sent: it does not override an earli
 same key. Otherwise the later of two attributes with one key wins, also across types (resource,
 then scope, then the record's own attributes).
 
+Routing: a resource's ``service.name`` (a non-empty string once stripped) names the dataset its
+spans and log records go to (``dataset_and_service``). A name the catalog would refuse as a
+dataset name (``tenancy.names.validate_dataset_name``: longer than 255 characters, or with a C0/C1
+control character) rejects that resource's spans or log records, and only those: they are counted
+in ``partial_success`` with ``INVALID_SERVICE_NAME`` (OTLP: a server that rejects part of a request
+accepts the rest and reports the rejected items), and add nothing to the limits below. Rejecting
+rather than repairing the name (e.g. dropping the control characters) keeps two different
+services from being merged into one dataset behind the sender's back, and the sender is told.
+Metrics are routed by the request's dataset, not by service.name, so their service.name is not
+checked.
+
 Per-request limits (hostile input: a ~1 MB body with 50k resource attributes and 20k spans would
 otherwise become ~10^9 attribute cells). A request past any of them is refused whole with a
 ``DecodeError`` (400) naming the limit, before it is materialized:
@@ -27,10 +38,23 @@ otherwise become ~10^9 attribute cells). A request past any of them is refused w
   dropped values, empty keys and rejected spans left out. Metrics have no columns: no key limit;
 * ``MAX_CELLS`` attribute values: every value placed into a row (resource and scope attributes
   count once per row they are copied onto); for metrics, ``len(point.attributes)`` per point.
+* ``MAX_SLOTS`` attribute slots: attribute columns x rows. The output is dense (every column is a
+  list with an entry per row, ``None`` where a row lacks the key), so a few values under one-off
+  keys spread over many rows (one span with 200k events and 2,000 keys, ~2 MB) would otherwise
+  decode to ~3 GB within the three limits above. A column is a (key, value type) pair, created
+  (``RowWriter.column``) for each resource and scope attribute (the last value of a key; logs
+  make a resource's columns per scope, so one its scope overrides makes none) and for every
+  value of a span's, event's, link's or record's own attributes (also one that a later value of
+  the same key overrides) and ``trace.link.*``; dropped values, empty keys, service.name and
+  rejected spans/resources make none. Rows: the rows written so far plus the one being written.
+  ``MAX_SLOTS`` is twice ``MAX_CELLS`` (so a batch with more than half its slots filled meets the
+  cell limit first) and ~10x a heavy real batch (5,000 rows x 400 columns); at the limit the
+  decoder's lists take ~160 MB (8 bytes a slot). Metrics have no columns: no slot limit.
 
-Rows are checked when a row is started, keys when a key first gets a column, cells when a row's
-attributes are complete, so the first row that goes past a limit decides the message. The C
-decoder (``_otlp_fast.c``) has the same numbers, messages and order of checks.
+Rows are checked when a row is started, keys (then slots) when a key first gets a column, slots
+when a column is created, cells (then slots) when a row's attributes are complete, so the first
+row that goes past a limit decides the message. The C decoder (``_otlp_fast.c``) has the same
+numbers, messages and order of checks.
 """
 
 from __future__ import annotations
@@ -41,18 +65,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracehive.model.batch import FIXED_COLUMNS, EventBatch, MetricBatch
+from tracehive.tenancy.names import InvalidName, validate_dataset_name
 
 __all__ = [
     "INT64_MAX",
+    "INVALID_SERVICE_NAME",
     "LIMIT_PREFIX",
     "MAX_ATTR_KEYS",
     "MAX_CELLS",
     "MAX_ROWS",
+    "MAX_SLOTS",
     "SERVICE_NAME",
     "TOO_MANY_CELLS",
     "TOO_MANY_KEYS",
     "TOO_MANY_LOG_RECORDS",
     "TOO_MANY_POINTS",
+    "TOO_MANY_SLOTS",
     "TOO_MANY_SPAN_ROWS",
     "UNKNOWN_SERVICE",
     "DecodeError",
@@ -64,6 +92,7 @@ __all__ = [
     "pb_attr_map",
     "pb_plain",
     "pb_value",
+    "routable",
     "to_json",
 ]
 
@@ -76,6 +105,7 @@ UNKNOWN_SERVICE = "unknown_service"
 MAX_ROWS = 200_000
 MAX_ATTR_KEYS = 2_000  # Honeycomb's own limit: 2,000 columns per event
 MAX_CELLS = 10_000_000
+MAX_SLOTS = 20_000_000  # attribute columns x rows: 160 MB of list entries at the limit
 TOO_MANY_SPAN_ROWS = f"request has more than {MAX_ROWS} rows (spans, span events and links)"
 TOO_MANY_LOG_RECORDS = f"request has more than {MAX_ROWS} log records"
 TOO_MANY_POINTS = f"request has more than {MAX_ROWS} data points"
@@ -84,8 +114,18 @@ TOO_MANY_CELLS = (
     f"request has more than {MAX_CELLS} attribute values"
     " (resource and scope attributes count once per row)"
 )
+TOO_MANY_SLOTS = (
+    f"request has more than {MAX_SLOTS} attribute slots"
+    " (attribute columns x rows; a column per attribute key and value type)"
+)
 #: How every limit message starts (``otlp.decode_traces`` tells them from C wire errors by it).
 LIMIT_PREFIX = "request has more than "
+#: ``partial_success.error_message`` reason for the items of a resource whose service.name is not
+#: a valid dataset name (the C decoder has the same text).
+INVALID_SERVICE_NAME = (
+    "service.name is not a valid dataset name"
+    " (longer than 255 characters or has control characters)"
+)
 
 # Tagged values: (type, value) with type one of the model's attribute types (model/batch.py).
 TypedValue = tuple[str, Any]
@@ -184,6 +224,17 @@ def dataset_and_service(resource: dict[str, TypedValue]) -> tuple[str, str | Non
     return UNKNOWN_SERVICE, None
 
 
+def routable(dataset: str) -> bool:
+    """Whether ``dataset`` (from ``dataset_and_service``) is a name the catalog accepts. When it
+    is not, the resource's items are rejected (module docstring); the C decoder checks the same
+    rule (at most 255 characters, no C0/C1 control character, after stripping)."""
+    try:
+        validate_dataset_name(dataset)
+    except InvalidName:
+        return False
+    return True
+
+
 class PointBudget:
     """MAX_ROWS and MAX_CELLS for metric data points (a ``dict`` of attributes each, no columns).
 
@@ -227,13 +278,25 @@ class RowWriter:
     column lists across rows, so a column is never replaced).
 
     The limits (module docstring): callers reserve row by row (``if row >= cap``), and ``cap``
-    never passes ``MAX_ROWS``, so that test is also the row limit; ``column`` counts keys;
-    callers pass each row's cell count (``len(seen)`` once the row is written) to ``add_cells``.
-    So memory stays within columns x (at most twice the rows written), never a reservation made
-    ahead of rows that a limit then refuses.
+    never passes ``MAX_ROWS``, so that test is also the row limit; ``column`` counts keys and
+    checks columns x rows before it allocates; callers pass each row's cell count (``len(seen)``
+    once the row is written) to ``add_cells``, which also checks columns x rows for the row. So
+    the lists hold at most ``MAX_SLOTS`` entries plus what ``reserve`` keeps ahead (it does not
+    grow past the rows the slot limit leaves), never a reservation made ahead of rows that a
+    limit then refuses.
     """
 
-    __slots__ = ("cap", "cells", "cols", "hints", "keys", "rows", "too_many_rows")
+    __slots__ = (
+        "cap",
+        "cells",
+        "cols",
+        "hints",
+        "keys",
+        "ncols",
+        "rows",
+        "slot_rows",
+        "too_many_rows",
+    )
 
     def __init__(self, too_many_rows: str) -> None:
         self.rows: list[tuple[Any, ...]] = []
@@ -242,15 +305,18 @@ class RowWriter:
         self.hints: dict[str, tuple[list[Any], int]] = {}  # see put_pb
         self.keys: set[str] = set()  # every key with a column, for MAX_ATTR_KEYS
         self.cells = 0
+        self.ncols = 0  # columns made, for MAX_SLOTS
+        self.slot_rows = 1 << 62  # rows MAX_SLOTS allows with ncols columns
         self.too_many_rows = too_many_rows  # the DecodeError message past MAX_ROWS
 
     def reserve(self, need: int) -> int:
         """Make every attribute column at least ``need`` long; returns the new capacity (at
-        most ``MAX_ROWS``). ``DecodeError`` when ``need`` is past ``MAX_ROWS``."""
+        most ``MAX_ROWS``, and not past the rows the slot limit leaves unless ``need`` is).
+        ``DecodeError`` when ``need`` is past ``MAX_ROWS``."""
         if need > self.cap:
             if need > MAX_ROWS:
                 raise DecodeError(self.too_many_rows)
-            new_cap = min(max(need, 2 * self.cap, 64), MAX_ROWS)
+            new_cap = min(max(need, 2 * self.cap, 64), MAX_ROWS, max(need, self.slot_rows))
             pad = [None] * (new_cap - self.cap)
             for by_key in self.cols.values():
                 for col in by_key.values():
@@ -267,14 +333,34 @@ class RowWriter:
                 keys.add(key)
                 if len(keys) > MAX_ATTR_KEYS:
                     raise DecodeError(TOO_MANY_KEYS)
+            # columns x (rows written + this one) > MAX_SLOTS, before the column is allocated
+            self.ncols += 1
+            self.slot_rows = MAX_SLOTS // self.ncols
+            if len(self.rows) >= self.slot_rows:
+                raise DecodeError(TOO_MANY_SLOTS)
             col = by_key[key] = [None] * self.cap
         return col
 
     def add_cells(self, n: int) -> None:
-        """Count a finished row's ``n`` attribute values (``len(seen)``) against MAX_CELLS."""
+        """Count a finished row's ``n`` attribute values (``len(seen)``) against MAX_CELLS, then
+        the row itself against MAX_SLOTS (columns x rows, this one included)."""
         self.cells += n
         if self.cells > MAX_CELLS:
             raise DecodeError(TOO_MANY_CELLS)
+        if len(self.rows) >= self.slot_rows:
+            raise DecodeError(TOO_MANY_SLOTS)
+
+    def scope_base(
+        self, res: dict[str, TypedValue], scope: dict[str, TypedValue]
+    ) -> tuple[list[tuple[list[Any], Any]], dict]:
+        """``base`` of resource attributes overridden by scope ones. The scope's own columns are
+        made first, in the scope's order, so keys and columns are counted in the order the C
+        decoder counts them (``base`` alone would meet a resource key the scope gives another
+        type at the resource key's place)."""
+        for key, (t, _v) in scope.items():
+            if key not in self.cols[t]:
+                self.column(t, key)
+        return self.base({**res, **scope})
 
     def base(self, attrs: dict[str, TypedValue]) -> tuple[list[tuple[list[Any], Any]], dict]:
         """Resolve merged resource/scope attributes once: ``(writes, seen)`` where ``writes`` is

@@ -1,7 +1,9 @@
 """OTLP logs (ExportLogsServiceRequest, protobuf) -> ``EventBatch`` rows with ``signal="log"``.
 
 Per log record:
-  dataset/service   as for spans (resource ``service.name``, else "unknown_service"/None)
+  dataset/service   as for spans (resource ``service.name``, else "unknown_service"/None); a
+                    name that is not a valid dataset name rejects the resource's records (counted,
+                    ``rejected_message``), the other resources are kept
   ts_ns             time_unix_nano, else observed_time_unix_nano, else the receive time (the
                     spec: "If [time] is missing, the collector/receiver SHOULD use
                     observed_time_unix_nano"); clamped to 2^63 - 1
@@ -22,6 +24,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from tracehive.ingest.otlp.common import (
     INT64_MAX,
+    INVALID_SERVICE_NAME,
     TOO_MANY_LOG_RECORDS,
     Decoded,
     DecodeError,
@@ -29,12 +32,19 @@ from tracehive.ingest.otlp.common import (
     dataset_and_service,
     pb_attr_map,
     pb_plain,
+    routable,
     to_json,
 )
 
 SEVERITY_ERROR = 17  # SeverityNumber.SEVERITY_NUMBER_ERROR (logs.proto)
 _ZERO16 = bytes(16)
 _ZERO8 = bytes(8)
+
+
+def rejected_message(bad_service: int) -> str:
+    """``partial_success.error_message`` for records rejected for their resource's service.name
+    (the only reason a log record is rejected)."""
+    return f"{bad_service} log records rejected: {INVALID_SERVICE_NAME}" if bad_service else ""
 
 
 def body_text(plain: Any, is_string: bool) -> str | None:
@@ -56,14 +66,18 @@ def decode_logs_pb(body: bytes, now_ns: int | None = None) -> Decoded:
     rows = w.rows
     add_cells = w.add_cells
     cap = 0
+    bad_service = 0
     for resource_logs in request.resource_logs:
         res = pb_attr_map(resource_logs.resource.attributes)
         dataset, service = dataset_and_service(res)
+        if service is not None and not routable(dataset):
+            bad_service += sum(len(sl.log_records) for sl in resource_logs.scope_logs)
+            continue
         for scope_logs in resource_logs.scope_logs:
             scope = scope_logs.scope
             lib_name = scope.name or None
             lib_version = scope.version or None
-            writes, base_seen = w.base({**res, **pb_attr_map(scope.attributes)})
+            writes, base_seen = w.scope_base(res, pb_attr_map(scope.attributes))
             for record in scope_logs.log_records:
                 # Limits (common.py): reserving row by row is also the MAX_ROWS check; the
                 # columns put_pb creates count keys; add_cells counts the row's values.
@@ -105,4 +119,4 @@ def decode_logs_pb(body: bytes, now_ns: int | None = None) -> Decoded:
                     )
                 )
     n = len(rows)
-    return Decoded(w.finish(), None, n, 0, "")
+    return Decoded(w.finish(), None, n, bad_service, rejected_message(bad_service))

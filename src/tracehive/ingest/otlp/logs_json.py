@@ -14,8 +14,9 @@ from tracehive.ingest.otlp.common import (
     DecodeError,
     RowWriter,
     dataset_and_service,
+    routable,
 )
-from tracehive.ingest.otlp.logs import SEVERITY_ERROR, body_text
+from tracehive.ingest.otlp.logs import SEVERITY_ERROR, body_text, rejected_message
 
 _SEVERITY_NAMES = dict(SeverityNumber.items())
 _ZERO16 = bytes(16)
@@ -28,6 +29,7 @@ def decode_logs_json(body: bytes, now_ns: int | None = None) -> Decoded:
     now = time.time_ns() if now_ns is None else now_ns
     w = RowWriter(TOO_MANY_LOG_RECORDS)
     rows = w.rows
+    bad_service = 0
     try:
         for ri, resource_logs in enumerate(j.get_list(doc, "resourceLogs", "resource_logs")):
             with j.at("resourceLogs", ri):
@@ -36,6 +38,9 @@ def decode_logs_json(body: bytes, now_ns: int | None = None) -> Decoded:
                 with j.at("resource"):
                     res = j.attr_map(resource)
                 dataset, service = dataset_and_service(res)
+                # a resource whose service.name is not a dataset name: its records are read (a
+                # type error anywhere still refuses the payload) and rejected
+                keep = service is None or routable(dataset)
                 for si, scope_logs in enumerate(
                     j.get_list(resource_logs, "scopeLogs", "scope_logs")
                 ):
@@ -45,7 +50,9 @@ def decode_logs_json(body: bytes, now_ns: int | None = None) -> Decoded:
                         with j.at("scope"):
                             lib_name = j.get_str(scope, "name") or None
                             lib_version = j.get_str(scope, "version") or None
-                            writes, base_seen = w.base({**res, **j.attr_map(scope)})
+                            scope_attrs = j.attr_map(scope)
+                            if keep:
+                                writes, base_seen = w.scope_base(res, scope_attrs)
                         records = j.get_list(scope_logs, "logRecords", "log_records")
                         for i, record in enumerate(records):
                             with j.at("logRecords", i):
@@ -64,6 +71,9 @@ def decode_logs_json(body: bytes, now_ns: int | None = None) -> Decoded:
                                 body_av = record.get("body")
                                 text = body_text(j.plain(body_av, "body"), j.is_string(body_av))
                                 attrs = j.attributes(record)
+                            if not keep:
+                                bad_service += 1
+                                continue
                             row = len(rows)  # limits as in logs.py
                             if row >= w.cap:
                                 w.reserve(row + 1)
@@ -90,4 +100,4 @@ def decode_logs_json(body: bytes, now_ns: int | None = None) -> Decoded:
         raise j.as_decode_error(exc) from None
     except RecursionError:  # values nested near orjson's depth limit, on an already deep stack
         raise DecodeError("payload nests values too deeply") from None
-    return Decoded(w.finish(), None, len(rows), 0, "")
+    return Decoded(w.finish(), None, len(rows), bad_service, rejected_message(bad_service))

@@ -3,7 +3,8 @@
 One point per data point of a gauge, sum, histogram, exponential histogram or summary (kinds
 "gauge", "sum", "histogram", "exp_histogram", "summary"); a metric with none of the five set has
 no points. ``dataset`` is the caller's (Honeycomb: the ``x-honeycomb-dataset`` header, else
-"unknown_metrics", PROTOCOLS.md §6.1); ``service`` is the resource's service.name. Attributes:
+"unknown_metrics", PROTOCOLS.md §6.1); ``service`` is the resource's service.name (it routes
+nothing here, so it is not checked as a dataset name and never rejects points). Attributes:
 resource (minus service.name), then scope, then the point's, as plain Python values converted as
 in ``common.py``. Times are clamped to 2^63 - 1; a zero start time is None; temporality 0
 (UNSPECIFIED) is None; optional histogram sum/min/max are None when absent. Exemplars and point

@@ -6,7 +6,9 @@ span event, then one row per link.
 
 Span row (``signal="span"``):
   dataset/service   resource ``service.name`` if a non-empty string (stripped), else
-                    "unknown_service"/None (Honeycomb's routing, PROTOCOLS.md §6.1)
+                    "unknown_service"/None (Honeycomb's routing, PROTOCOLS.md §6.1). A name that
+                    is not a valid dataset name rejects every span of that resource (counted,
+                    ``INVALID_SERVICE_NAME``; common.py), the other resources are kept.
   ts_ns, dur_ns     start_time_unix_nano, max(0, end - start); times clamped to 2^63 - 1
   trace_id          16 raw bytes; span_id/parent_id: the 8 bytes big-endian as an int. A span
                     whose trace_id is not 16 bytes or all zero, or whose span_id is not 8 bytes or
@@ -35,6 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from tracehive.ingest.otlp.common import (
     INT64_MAX,
+    INVALID_SERVICE_NAME,
     TOO_MANY_SPAN_ROWS,
     Decoded,
     DecodeError,
@@ -42,6 +45,7 @@ from tracehive.ingest.otlp.common import (
     dataset_and_service,
     pb_attr_map,
     pb_value,
+    routable,
 )
 
 # Span.SpanKind by value (opentelemetry/proto/trace/v1/trace.proto).
@@ -54,9 +58,15 @@ _ZERO16 = bytes(16)
 _ZERO8 = bytes(8)
 
 
-def rejected_message(rejected: int) -> str:
-    """``partial_success.error_message`` for ``rejected`` spans (shared with the C path)."""
-    return f"{rejected} spans rejected: {REJECTED_IDS}" if rejected else ""
+def rejected_message(bad_ids: int, bad_service: int = 0) -> str:
+    """``partial_success.error_message`` for spans rejected for their ids and for their
+    resource's service.name (the C decoder writes the same text)."""
+    parts = []
+    if bad_ids:
+        parts.append(f"{bad_ids} spans rejected: {REJECTED_IDS}")
+    if bad_service:
+        parts.append(f"{bad_service} spans rejected: {INVALID_SERVICE_NAME}")
+    return "; ".join(parts)
 
 
 def parse_request(body: bytes) -> Any:
@@ -85,16 +95,19 @@ def decode_traces_pb(body: bytes) -> Decoded:
     add_cells = w.add_cells
     add_row = rows.append
     cap = 0
-    accepted = rejected = 0
+    accepted = rejected = bad_service = 0
     for resource_spans in request.resource_spans:
         res = pb_attr_map(resource_spans.resource.attributes)
         dataset, service = dataset_and_service(res)
+        if service is not None and not routable(dataset):
+            bad_service += sum(len(ss.spans) for ss in resource_spans.scope_spans)
+            continue
         res_writes, res_seen = w.base(res)
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
             lib_name = scope.name or None
             lib_version = scope.version or None
-            span_writes, span_seen = w.base({**res, **pb_attr_map(scope.attributes)})
+            span_writes, span_seen = w.scope_base(res, pb_attr_map(scope.attributes))
             for span in scope_spans.spans:
                 trace_id = span.trace_id
                 raw_sid = span.span_id
@@ -237,4 +250,6 @@ def decode_traces_pb(body: bytes) -> Decoded:
                             None,
                         )
                     )
-    return Decoded(w.finish(), None, accepted, rejected, rejected_message(rejected))
+    return Decoded(
+        w.finish(), None, accepted, rejected + bad_service, rejected_message(rejected, bad_service)
+    )

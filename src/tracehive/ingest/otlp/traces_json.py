@@ -18,6 +18,7 @@ from tracehive.ingest.otlp.common import (
     DecodeError,
     RowWriter,
     dataset_and_service,
+    routable,
 )
 from tracehive.ingest.otlp.traces import (
     EXCEPTION_EVENT,
@@ -45,11 +46,10 @@ def _valid(tid: bytes | None, sid: bytes | None) -> bool:
 
 
 def _span_rows(
-    w: RowWriter, span: dict[str, Any], ctx: tuple[Any, ...], bases: tuple[Any, ...]
+    w: RowWriter | None, span: dict[str, Any], ctx: tuple[Any, ...], bases: tuple[Any, ...]
 ) -> bool:
-    """Append the rows of one span object; False when it is rejected for its ids."""
-    dataset, service, lib_name, lib_version = ctx
-    span_writes, span_seen, res_writes, res_seen = bases
+    """Append the rows of one span object; False when it is rejected for its ids. With ``w``
+    None (its resource is rejected) the span is only read, for the errors it may hold."""
     trace_id = j.get_id(span, "traceId", "trace_id")
     raw_sid = j.get_id(span, "spanId", "span_id")
     # Read every field before deciding, so a type error anywhere is reported (protobuf parsing
@@ -78,9 +78,11 @@ def _span_rows(
             link_attrs = j.attributes(link)
         if _valid(link_tid, link_sid):
             links.append((link_tid, link_sid, link_attrs))
-    if not _valid(trace_id, raw_sid):
+    if w is None or not _valid(trace_id, raw_sid):
         return False
     assert trace_id is not None and raw_sid is not None
+    dataset, service, lib_name, lib_version = ctx
+    span_writes, span_seen, res_writes, res_seen = bases
     span_id = int.from_bytes(raw_sid, "big")
     parent_id = None
     if raw_parent is not None and len(raw_parent) == 8:
@@ -142,7 +144,7 @@ def decode_traces_json(body: bytes) -> Decoded:
     """Decode an OTLP/JSON ExportTraceServiceRequest."""
     doc = j.load(body, "resourceSpans")
     w = RowWriter(TOO_MANY_SPAN_ROWS)
-    accepted = rejected = 0
+    accepted = rejected = bad_service = 0
     try:
         for ri, resource_spans in enumerate(j.get_list(doc, "resourceSpans", "resource_spans")):
             with j.at("resourceSpans", ri):
@@ -151,7 +153,11 @@ def decode_traces_json(body: bytes) -> Decoded:
                 with j.at("resource"):
                     res = j.attr_map(resource)
                 dataset, service = dataset_and_service(res)
-                res_writes, res_seen = w.base(res)
+                # a resource whose service.name is not a dataset name: its spans are read (a
+                # type error anywhere still refuses the payload) and rejected
+                rw = w if service is None or routable(dataset) else None
+                if rw is not None:
+                    res_writes, res_seen = w.base(res)
                 scopes = j.get_list(resource_spans, "scopeSpans", "scope_spans")
                 for si, scope_spans in enumerate(scopes):
                     with j.at("scopeSpans", si):
@@ -162,15 +168,21 @@ def decode_traces_json(body: bytes) -> Decoded:
                             lib_version = j.get_str(scope, "version") or None
                             scope_attrs = j.attr_map(scope)
                         ctx = (dataset, service, lib_name, lib_version)
-                        bases = (*w.base({**res, **scope_attrs}), res_writes, res_seen)
+                        bases: tuple[Any, ...] = ()
+                        if rw is not None:
+                            bases = (*w.scope_base(res, scope_attrs), res_writes, res_seen)
                         for i, span in enumerate(j.get_list(scope_spans, "spans")):
                             with j.at("spans", i):
-                                if _span_rows(w, j.need_obj(span), ctx, bases):
+                                if _span_rows(rw, j.need_obj(span), ctx, bases):
                                     accepted += 1
+                                elif rw is None:
+                                    bad_service += 1
                                 else:
                                     rejected += 1
     except j.JsonError as exc:
         raise j.as_decode_error(exc) from None
     except RecursionError:  # values nested near orjson's depth limit, on an already deep stack
         raise DecodeError("payload nests values too deeply") from None
-    return Decoded(w.finish(), None, accepted, rejected, rejected_message(rejected))
+    return Decoded(
+        w.finish(), None, accepted, rejected + bad_service, rejected_message(rejected, bad_service)
+    )
