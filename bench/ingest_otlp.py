@@ -9,7 +9,8 @@ spans, ~10 attributes), sends them from N connections for the duration (503 + Re
 honoured like the exporters do), then waits until every acknowledged span is in the store.
 "acked" = spans acknowledged with 200 per second of load; "durable" = spans in the store per
 second from the first request until the store has them all. "span tables bytes/span" counts
-only the blocks of the tables that grow per span (events, trace_index), without the ~2 MB fixed part.
+only the blocks of the tables that grow per span (events, trace_index), without the ~2 MB
+fixed part.
 """
 
 from __future__ import annotations

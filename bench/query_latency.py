@@ -24,6 +24,7 @@ from tracehive.storage.api import Scope
 from tracehive.storage.arrow import to_arrow
 from tracehive.storage.duckdb.backend import DuckDBStore
 from tracehive.storage.duckdb.query import run_query
+from tracehive.storage.duckdb.trace_index import rebuild_sql
 
 T0_S = 1_700_000_000
 DAY = 86_400
@@ -57,6 +58,7 @@ def build(path: Path, rows: int) -> DuckDBStore:
         store = DuckDBStore(path)
         (n,) = store.cursor().execute("SELECT count(*) FROM events").fetchone()
         if n == rows:
+            ensure_trace_index(store)
             return store
         store.close()
         path.unlink()
@@ -93,7 +95,21 @@ def build(path: Path, rows: int) -> DuckDBStore:
     """)
     cur.execute("CHECKPOINT")
     print(f"built {rows:,} rows in {time.perf_counter() - t0:.1f} s at {path}", flush=True)
+    ensure_trace_index(store)
     return store
+
+
+def ensure_trace_index(store: DuckDBStore) -> None:
+    """The rows above are inserted with SQL, not ``store.write``: index their traces the way
+    a schema migration does (``trace_index.rebuild_sql``)."""
+    cur = store.cursor()
+    if cur.execute("SELECT count(*) FROM trace_index").fetchone()[0]:
+        return
+    t0 = time.perf_counter()
+    for sql in rebuild_sql():
+        cur.execute(sql)
+    store.checkpoint()
+    print(f"filled the trace index in {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 QUERIES = {

@@ -26,7 +26,6 @@ from query_latency import DAY, T0_S, build
 from tracehive.query.spec import parse_spec
 from tracehive.storage.api import Scope
 from tracehive.storage.duckdb.backend import DuckDBStore
-from tracehive.storage.duckdb.trace_index import KEY_BYTES, SQL_TYPE
 
 USER = [{"column": "user.id", "op": "=", "value": "user-77"}]
 STATUS_500 = [{"column": "http.status_code", "op": "=", "value": 500}]
@@ -55,20 +54,6 @@ SEARCHES: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], int]] = {
     ),
     "error = true (trace), limit 100": ([], [{"column": "error", "op": "=", "value": True}], 100),
 }
-
-
-def ensure_trace_index(store: DuckDBStore) -> None:
-    cur = store.cursor()
-    (n,) = cur.execute("SELECT count(*) FROM trace_index").fetchone()
-    if n:
-        return
-    t0 = time.perf_counter()
-    key = f"('0x' || left(hex(trace_id), {2 * KEY_BYTES}))::{SQL_TYPE}"
-    cur.execute(
-        f"INSERT INTO trace_index SELECT DISTINCT {key}, seq FROM events WHERE trace_id IS NOT NULL"
-    )
-    store.checkpoint()
-    print(f"filled the trace index in {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 def timed(fn, runs: int) -> tuple[float, float, Any]:
@@ -108,7 +93,6 @@ def main() -> int:
     for rows in (int(r) for r in args.rows.split(",")):
         store = build(Path(args.dir) / f"{rows}" / "store.duckdb", rows)
         try:
-            ensure_trace_index(store)
             bench(store, rows, args.runs)
         finally:
             store.close()

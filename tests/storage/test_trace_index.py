@@ -1,5 +1,5 @@
-"""The trace index: 4-byte keys, written sorted per batch; stores of schema 1 (8-byte keys)
-migrate on open and still find their traces."""
+"""The trace index: 5-byte keys, written sorted per batch; stores of schemas 1 and 2 (8- and
+4-byte keys) rebuild their index on open and still find their traces."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ ids16 = st.binary(min_size=16, max_size=16)
 @given(st.lists(st.one_of(ids16, st.none(), st.binary(max_size=20)), max_size=40))
 def test_keys_are_the_sorted_distinct_prefixes_of_the_16_byte_ids(values):
     got = trace_keys(pa.chunked_array([pa.array(values, pa.binary())]))
-    expect = sorted({int.from_bytes(v[:4], "big") for v in values if v and len(v) == 16})
+    expect = sorted({int.from_bytes(v[:5], "big") for v in values if v and len(v) == 16})
     assert got.tolist() == expect
     full = [v for v in values if v and len(v) == 16]
     if full:
@@ -47,7 +47,8 @@ def _spans(trace_id: bytes, n: int) -> list[dict]:
     ]
 
 
-def test_schema_1_store_migrates_and_finds_its_traces(tmp_path):
+@pytest.mark.parametrize(("version", "width", "sql_type"), [(1, 8, "UBIGINT"), (2, 4, "UINTEGER")])
+def test_older_store_rebuilds_its_index_and_finds_its_traces(tmp_path, version, width, sql_type):
     path = tmp_path / "store.duckdb"
     store = DuckDBStore(path)
     fx = Fixture(store)
@@ -55,13 +56,12 @@ def test_schema_1_store_migrates_and_finds_its_traces(tmp_path):
     for i, tid in enumerate(ids):
         fx.add(_spans(tid, i + 2))
     store.close()
-    con = duckdb.connect(str(path))  # turn it back into schema 1: 8-byte keys
-    keys8 = {int.from_bytes(t[:8], "big") for t in ids}
-    con.execute("ALTER TABLE trace_index ALTER trace_key TYPE UBIGINT")
-    con.execute("DELETE FROM trace_index")
-    for k in keys8:
-        con.execute("INSERT INTO trace_index VALUES (?, 1), (?, 2), (?, 3)", [k, k, k])
-    con.execute("UPDATE store_state SET value = 1 WHERE key = 'schema_version'")
+    con = duckdb.connect(str(path))  # turn it back into the older schema's index
+    con.execute("DROP TABLE trace_index")
+    con.execute(f"CREATE TABLE trace_index (trace_key {sql_type} NOT NULL, seq UBIGINT NOT NULL)")
+    for seq, tid in enumerate(ids, start=1):
+        con.execute("INSERT INTO trace_index VALUES (?, ?)", [trace_key_of(tid, width), seq])
+    con.execute("UPDATE store_state SET value = ? WHERE key = 'schema_version'", [version])
     con.close()
     store = DuckDBStore(path)
     try:
@@ -70,13 +70,16 @@ def test_schema_1_store_migrates_and_finds_its_traces(tmp_path):
         con = store.cursor()
         assert con.execute(
             "SELECT value FROM store_state WHERE key = 'schema_version'"
-        ).fetchone() == (2,)
-        assert con.execute(
-            "SELECT data_type FROM information_schema.columns WHERE table_name = 'trace_index' "
-            "AND column_name = 'trace_key'"
-        ).fetchone() == ("UINTEGER",)
+        ).fetchone() == (3,)
+        assert sorted(con.execute("SELECT trace_key, seq FROM trace_index").fetchall()) == sorted(
+            (trace_key(tid), seq) for seq, tid in enumerate(ids, start=1)
+        )
     finally:
         store.close()
+
+
+def trace_key_of(tid: bytes, width: int) -> int:
+    return int.from_bytes(tid[:width], "big")
 
 
 def test_a_store_from_a_newer_version_is_refused(tmp_path):
@@ -93,8 +96,8 @@ def test_traces_sharing_a_key_stay_apart(tmp_path):
     store = DuckDBStore(tmp_path / "store.duckdb")
     try:
         fx = Fixture(store)
-        a = b"\x01\x02\x03\x04" + os.urandom(12)
-        b = b"\x01\x02\x03\x04" + os.urandom(12)
+        a = b"\x01\x02\x03\x04\x05" + os.urandom(11)
+        b = b"\x01\x02\x03\x04\x05" + os.urandom(11)
         fx.add(_spans(a, 3))
         fx.add(_spans(b, 5))
         assert trace_key(a) == trace_key(b)

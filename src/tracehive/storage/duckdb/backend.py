@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from tracehive.model.batch import MetricBatch
 from tracehive.storage.api import QueryData, Scope, StorageError, TraceSummary
 from tracehive.storage.arrow import split_attr_field
-from tracehive.storage.duckdb.trace_index import migrate_v1_sql, trace_key, trace_keys
+from tracehive.storage.duckdb.trace_index import rebuild_sql, trace_key, trace_keys
 from tracehive.storage.schema import (
     ATTR_SQL_TYPE,
     FIXED,
@@ -100,12 +100,13 @@ class DuckDBStore:
         (version,) = self._con.execute(
             "SELECT value FROM store_state WHERE key = 'schema_version'"
         ).fetchone()  # type: ignore[misc]
-        if version == 1:  # a store created before 4-byte trace index keys
+        if version in (1, 2):  # trace index keys of another width: rebuild the index
             self._con.execute("BEGIN")
-            self._con.execute(migrate_v1_sql())
-            self._con.execute("UPDATE store_state SET value = 2 WHERE key = 'schema_version'")
+            for sql in rebuild_sql():
+                self._con.execute(sql)
+            self._con.execute("UPDATE store_state SET value = 3 WHERE key = 'schema_version'")
             self._con.execute("COMMIT")
-        elif version != 2:
+        elif version != 3:
             raise StorageError(f"{self.path}: store schema version {version} is not supported")
 
     def _load_attr_columns(self) -> None:

@@ -1,4 +1,5 @@
--- tracehive embedded store, schema version 2 (1 -> 2: 4-byte trace index keys). The events table's fixed columns are generated
+-- tracehive embedded store, schema version 3 (trace index keys: 8 bytes in 1, 4 in 2, 5 in 3).
+-- The events table's fixed columns are generated
 -- from storage/schema.py (PHYSICAL_FIXED); attribute columns a<N> are added as keys appear.
 CREATE TABLE IF NOT EXISTS attr_columns (
     id INTEGER PRIMARY KEY,
@@ -14,18 +15,18 @@ CREATE TABLE IF NOT EXISTS dataset_columns (
     last_written_ns BIGINT NOT NULL,
     PRIMARY KEY (env_id, dataset_id, column_id)
 );
--- One row per (trace, write batch): the trace id's first 4 bytes and the batch's seq. A lookup by
+-- One row per (trace, write batch): the trace id's first 5 bytes and the batch's seq. A lookup by
 -- trace id reads this small table, then only the row groups of those seqs (zone maps on seq).
 -- See trace_index.py.
 CREATE TABLE IF NOT EXISTS trace_index (
-    trace_key UINTEGER NOT NULL,
+    trace_key UBIGINT NOT NULL,
     seq UBIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS store_state (
     key VARCHAR PRIMARY KEY,
     value BIGINT NOT NULL
 );
-INSERT OR IGNORE INTO store_state VALUES ('schema_version', 2), ('wal_position', 0), ('wal_partial', 0),
+INSERT OR IGNORE INTO store_state VALUES ('schema_version', 3), ('wal_position', 0), ('wal_partial', 0),
     ('seq', 0);
 CREATE TABLE IF NOT EXISTS metric_points (
     env_id USMALLINT NOT NULL,

@@ -1,13 +1,15 @@
 """The trace index: which write batches (``seq``) hold a trace's rows.
 
-One row per (trace, write batch): ``trace_key``, the first 4 bytes of the 16-byte trace id as a
-big-endian UINTEGER, and the batch's ``seq``. A lookup reads this small table, then only the row
+One row per (trace, write batch): ``trace_key``, the first 5 bytes of the 16-byte trace id as a
+big-endian integer, and the batch's ``seq``. A lookup reads this small table, then only the row
 groups of those seqs (zone maps on ``events.seq``), and matches the full trace id there, so a
-key shared by two traces costs one extra row group read, never a wrong answer. At 10M traces a
-random other trace shares a lookup's key with probability ~0.2%.
+key shared by two traces costs one extra row group read, never a wrong answer.
 
-Keys are written sorted within a batch, so DuckDB bit-packs them as deltas: ~0.5 B per span on
-the ingest bench, against ~2 B for 8-byte keys (schema version 1, migrated on open).
+Why 5 bytes: keys are written sorted within a batch, so DuckDB bit-packs them as deltas, and
+the cost grows with the key's width: ~0.4 B/span at 4 bytes, ~0.6 at 5, ~1.8 for the unsorted
+8-byte keys of schema 1. Trace search looks up sets of ~10^5 keys against ~10^6-10^7 indexed
+traces; at 4 bytes that matched ~60 unrelated write batches per search (measured,
+bench/trace_search.py), at 5 bytes the expected false match is below one.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-KEY_BYTES = 4
-SQL_TYPE = "UINTEGER"
+KEY_BYTES = 5
+SQL_TYPE = "UBIGINT"
+#: The key of a 16-byte ``trace_id`` in SQL (used to rebuild the index from ``events``).
+KEY_SQL = f"('0x' || left(hex(trace_id), {2 * KEY_BYTES}))::{SQL_TYPE}"
 
 
 def trace_key(trace_id: bytes) -> int:
@@ -25,31 +29,43 @@ def trace_key(trace_id: bytes) -> int:
     return int.from_bytes(trace_id[:KEY_BYTES], "big")
 
 
+def _keys(raw: np.ndarray) -> np.ndarray:
+    """Rows of 16 id bytes -> their keys as uint64 (the prefix, big-endian, zero-extended)."""
+    wide = np.zeros((len(raw), 8), dtype=np.uint8)
+    wide[:, 8 - KEY_BYTES :] = raw[:, :KEY_BYTES]
+    return wide.view(">u8").ravel().astype(np.uint64)
+
+
 def trace_keys(trace_ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Distinct index keys of a column of trace ids (16-byte ones only), sorted, as uint32."""
+    """Distinct index keys of a column of trace ids (16-byte ones only), sorted, as uint64."""
     ids = pc.drop_null(trace_ids)
     if isinstance(ids, pa.ChunkedArray):
         ids = ids.combine_chunks()
     if len(ids) == 0:
-        return np.empty(0, np.uint32)
+        return np.empty(0, np.uint64)
     lengths = pc.binary_length(ids)
     if pc.min(lengths).as_py() != 16 or pc.max(lengths).as_py() != 16:
         ids = pa.array(pc.filter(ids, pc.equal(lengths, 16)).to_pylist(), pa.binary())
         if len(ids) == 0:
-            return np.empty(0, np.uint32)
+            return np.empty(0, np.uint64)
     offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32)
     data = np.frombuffer(ids.buffers()[2], dtype=np.uint8)
     start = int(offsets[ids.offset])
-    raw = data[start : start + 16 * len(ids)].reshape(-1, 16)[:, :KEY_BYTES]
-    return np.unique(raw.copy().view(">u4").ravel()).astype(np.uint32)
-
-
-def migrate_v1_sql() -> str:
-    """Schema 1 stored 8-byte keys; their top 4 bytes are the new key."""
-    return f"ALTER TABLE trace_index ALTER trace_key TYPE {SQL_TYPE} USING (trace_key >> 32)"
+    return np.unique(_keys(data[start : start + 16 * len(ids)].reshape(-1, 16)))
 
 
 def keys_of(ids: list[bytes]) -> np.ndarray:
-    """The index key of each 16-byte trace id, in order, as uint32."""
-    raw = np.frombuffer(b"".join(ids), dtype=np.uint8).reshape(-1, 16)[:, :KEY_BYTES]
-    return raw.copy().view(">u4").ravel().astype(np.uint32)
+    """The index key of each 16-byte trace id, in order, as uint64."""
+    return _keys(np.frombuffer(b"".join(ids), dtype=np.uint8).reshape(-1, 16))
+
+
+def rebuild_sql() -> list[str]:
+    """Statements that rebuild the index from ``events`` (migrations from schemas 1 and 2,
+    whose keys were 8 and 4 bytes; benchmark stores built without it). One scan of
+    ``trace_id, seq``: a few seconds at 10M rows."""
+    return [
+        "DROP TABLE IF EXISTS trace_index",
+        f"CREATE TABLE trace_index (trace_key {SQL_TYPE} NOT NULL, seq UBIGINT NOT NULL)",
+        f"INSERT INTO trace_index SELECT DISTINCT {KEY_SQL}, seq FROM events "
+        "WHERE octet_length(trace_id) = 16 ORDER BY seq, 1",
+    ]
