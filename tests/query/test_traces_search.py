@@ -529,3 +529,18 @@ def test_seq_filter_covers_every_seq_in_few_ranges(seqs):
     assert set(seqs) <= kept
     if len(set(seqs)) <= traces_mod.MAX_SEQ_RANGES:
         assert kept == set(seqs)  # few values: exact
+
+
+def test_root_service_and_name_come_from_one_span_on_a_tie(fx):
+    """Two parentless spans starting at the same instant: the root is the one with the lower
+    span id, for its service and its name alike (not one field from each)."""
+    tid = (4242).to_bytes(16, "big")
+    span = {"ts_ns": (T0_S + 7) * NS, "dur_ns": NS, "trace_id": tid, "signal": "span"}
+    fx.add(
+        [
+            {**span, "span_id": 9, "service": "a-svc", "name": "z-op", "attributes": {}},
+            {**span, "span_id": 3, "service": "z-svc", "name": "a-op", "attributes": {}},
+        ]
+    )
+    (found,) = search(fx)
+    assert (found.root_service, found.root_name) == ("z-svc", "a-op")

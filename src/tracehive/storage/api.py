@@ -102,7 +102,8 @@ class Store(Protocol):
         """Traces with at least one row matching ``spec.filters`` in the time window, whose
         trace-level fields match ``trace_filters`` (``duration_ms``, ``root.name``,
         ``root.service.name``, ``service.name`` (any service touched), ``span_count``,
-        ``error``)."""
+        ``error``). At most ``limit`` of them, MUST be ordered by trace start descending, then
+        trace id ascending (the same order on every engine, so pages and tests agree)."""
 
     def delete_before(self, env_id: int, ts_ns: int) -> int:
         """Retention: remove rows older than ``ts_ns``; returns the count removed."""

@@ -83,6 +83,9 @@ SPAN = "signal = 'span'"
 #: Rows whose time is never before their trace's start (a link row carries its span's start).
 ANCHOR = "signal IN ('span', 'link')"
 START_SQL = f"coalesce(min(ts_ns) FILTER (WHERE {SPAN}), min(ts_ns))"
+#: The root span: a span without parent first, then the earliest, then the lowest span id, so
+#: the root's service and name always come from the same span.
+ROOT_ORDER = "{'r': parent_id IS NOT NULL, 't': ts_ns, 's': span_id}"
 #: The summary columns: the first four are cheap, the others cost more per trace.
 SUMMARY_COLUMNS = {
     "start_ns": START_SQL,
@@ -90,9 +93,8 @@ SUMMARY_COLUMNS = {
                      - min(ts_ns) FILTER (WHERE {SPAN})) / 1e6, 0.0)""",
     "span_count": f"count(*) FILTER (WHERE {SPAN})",
     "error": "coalesce(bool_or(error), FALSE)",
-    "root_service": f"arg_min(service, {{'r': parent_id IS NOT NULL, 't': ts_ns}}) "
-    f"FILTER (WHERE {SPAN})",
-    "root_name": f"arg_min(name, {{'r': parent_id IS NOT NULL, 't': ts_ns}}) FILTER (WHERE {SPAN})",
+    "root_service": f"arg_min(service, {ROOT_ORDER}) FILTER (WHERE {SPAN})",
+    "root_name": f"arg_min(name, {ROOT_ORDER}) FILTER (WHERE {SPAN})",
     "services": "list(DISTINCT service ORDER BY service) FILTER (WHERE service IS NOT NULL)",
 }
 CHEAP_COLUMNS = ("start_ns", "duration_ms", "span_count", "error")
