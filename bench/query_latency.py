@@ -175,13 +175,14 @@ def timed(fn, runs: int) -> tuple[float, float]:
 
 def bench(store: DuckDBStore, rows: int, runs: int) -> None:
     window = {"start_time": T0_S, "end_time": T0_S + DAY}
+    scope = Scope(1, None)  # the environment (``__all__``), resolved as the API does
     print(f"\n{rows:,} rows (median of {runs}; load average {os.getloadavg()[0]:.2f})")
     print(f"  {'query':48s} {'wall ms':>9s} {'cpu ms':>9s}")
     for label, (spec, series) in QUERIES.items():
         parsed = parse_spec({**window, **spec})
 
         def q(parsed=parsed, series=series):
-            run_query(store.cursor(), Scope(1, None), parsed, store.resolve, T0_S + DAY, series)
+            run_query(store.cursor(), scope, parsed, store.resolver(scope), T0_S + DAY, series)
 
         wall, cpu = timed(q, runs)
         print(f"  {label:48s} {wall:9.1f} {cpu:9.1f}", flush=True)
