@@ -7,6 +7,19 @@ well-known field whose value does not convert) is an attribute. The caller has a
 authenticated, URL-decoded the dataset and decompressed the body (``ingest.compression``).
 
 Only ``EventError`` (a ``ValueError``) leaves this module for bad input.
+
+Speed: a batch is decoded column by column, not field by field. ``orjson`` parses the body; then
+C-level passes gather each field name's values across all events (``_gather``) and the set of
+their types decides the column's fate at once: a field whose values all have one plain type and
+pass their checks becomes a column as it is, or through one C-level conversion (ids,
+durations), with no Python code per value. Anything else (mixed types, nested values, long
+strings, values a well-known field cannot take ...) goes value by value through
+``_Columns.put``, the per-field logic. Names present in few events of a batch, and small
+batches (under ``_COLUMNS_MIN`` events), go event by event (``_Columns.put_event``): there,
+columns cost more than they save. Event times of one layout are read column by column as well
+(``_uniform_times``). ``tests/ingest/honeycomb_reference.py`` keeps the former per-field
+decoder; ``tests/ingest/test_honeycomb_differential.py`` holds this one to the same output, and
+``bench/decode_events.py`` measures both.
 """
 
 from __future__ import annotations
@@ -14,8 +27,12 @@ from __future__ import annotations
 import calendar
 import math
 import re
-from collections.abc import Callable
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from itertools import chain, compress, count, repeat
+from operator import add, ge, getitem, is_not, itemgetter, mul, sub
 from typing import Any
 
 import orjson
@@ -232,98 +249,577 @@ _FIXED_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 }
 
 
-def _check_string(s: str) -> None:
-    # len(s) chars take 1..4 UTF-8 bytes each: only the middle band needs the (copying) encode.
-    n = len(s)
-    if n > MAX_STRING_BYTES or (n * 4 > MAX_STRING_BYTES and len(s.encode()) > MAX_STRING_BYTES):
-        raise EventError(MSG_STRING_TOO_LONG)
+# How each well-known field's column is built in one go when all its values have one type (see
+# ``_Columns.fixed_dense``); the converters above stay the definition, used value by value
+# whenever the fast form does not apply.
+_FAST_KIND: dict[str, tuple[str, Any]] = {
+    "duration_ms": ("duration", None),
+    "trace.trace_id": ("hex", (32, 16)),
+    "trace.span_id": ("hex", (16, 8)),
+    "trace.parent_id": ("hex", (16, 8)),
+    "error": ("same", bool),
+    "status_code": ("range", (0, 2)),
+    "severity_number": ("range", (0, 255)),
+    "meta.annotation_type": ("none", None),
+    **{
+        k: ("same", str)
+        for k, (_, convert) in _FIXED_FIELDS.items()
+        if convert is _as_str  # service_name too, when no event has a service.name
+    },
+}
+
+_NoneType = type(None)
+_dict_get = dict.get
+# Up to this many characters a string is within MAX_STRING_BYTES whatever it holds (<= 4 B/char).
+_STR_FAST = MAX_STRING_BYTES // 4
+# Fewer events than this are decoded event by event, field by field.
+_COLUMNS_MIN = 10
+# Names are counted when there are many more (name, event) pairs than fields (> _SPARSE_GATE
+# times as many); then a name present in fewer than 1/_SPARSE_RATIO of the events is handled
+# event by event instead of as a column of mostly None.
+_SPARSE_GATE = 4
+_SPARSE_RATIO = 8
 
 
-def _json_text(v: Any) -> str:
-    """A nested object or array as compact JSON text (how attributes keep structure)."""
+def _too_long(s: str) -> bool:
+    """Past 64 KB of UTF-8? (The caller knows ``len(s) > _STR_FAST``: below that, ``len(s)``
+    characters of 1..4 bytes each cannot be, and only the band between needs the copying
+    encode.)"""
+    return len(s) > MAX_STRING_BYTES or len(s.encode()) > MAX_STRING_BYTES
+
+
+def _present(col: list[Any]) -> list[Any]:
+    """The values of ``col`` that are not None, in order (without a Python-level loop)."""
+    return list(compress(col, map(is_not, col, repeat(None))))
+
+
+def _first_value(col: list[Any]) -> int:
+    """The index of the first value of ``col`` that is not None (there is one)."""
+    return next(compress(count(), map(is_not, col, repeat(None))))
+
+
+def _gather(datas: list[dict[str, Any]], keys: set[str]) -> dict[str, list[Any]]:
+    """The values of each of ``keys`` in every event, None where absent: one column per name.
+    Names every event has are read in one pass (a tuple per event, transposed), the others one
+    pass each; a name missing from some event is found by the KeyError it raises."""
+    common = list(keys)
+    cols: dict[str, list[Any]] = {}
+    for _ in range(4):  # then the names left are read one by one
+        if len(common) < 2:
+            break
+        try:
+            rows = list(map(itemgetter(*common), datas))
+        except KeyError as exc:
+            common.remove(exc.args[0])
+            continue
+        cols = dict(zip(common, map(list, zip(*rows, strict=True)), strict=True))
+        break
+    for key in keys:
+        if key not in cols:
+            cols[key] = list(map(_dict_get, datas, repeat(key)))
+    return cols
+
+
+def _duration_fast(vals: list[Any], t: type) -> list[int] | None:
+    if t is float:
+        try:  # round(inf) raises: a value past ~1.8e302 ms takes the value-by-value path
+            ns = list(map(round, map(mul, vals, repeat(1e6))))
+        except (OverflowError, ValueError):
+            return None
+    elif t is int:
+        ns = list(map(mul, vals, repeat(1_000_000)))
+    else:
+        return None
+    return ns if min(ns) >= _INT64_MIN and max(ns) <= _INT64_MAX else None
+
+
+def _hex_fast(vals: list[Any], t: type, chars: int, size: int) -> list[Any] | None:
+    """Trace ids (32 hex digits -> 16 bytes) or span ids (16 -> int, zero -> None), when every
+    value is exactly that; X-Ray ids, padding and the like take the value-by-value path."""
+    if t is not str or set(map(len, vals)) != {chars}:
+        return None
     try:
-        text = orjson.dumps(v).decode()
-    except orjson.JSONEncodeError:
-        # orjson writes at most 254 levels but reads 1024; refuse rather than guess.
-        raise EventError(MSG_MALFORMED) from None
-    _check_string(text)
-    return text
+        raw = list(map(bytes.fromhex, vals))
+    except ValueError:
+        return None
+    # fromhex skips whitespace: with ``chars`` characters, ``size`` bytes means only hex digits.
+    if min(map(len, raw)) != size:
+        return None
+    if size == 16:
+        return raw
+    ids = list(map(int.from_bytes, raw, repeat("big")))
+    return [i or None for i in ids] if 0 in ids else ids
 
 
-# Fixed columns an event may or may not set; the other four are set on every row.
-_SPARSE_FIXED = tuple(
-    c for c in FIXED_COLUMNS if c not in ("dataset", "ts_ns", "samplerate", "signal")
-)
+class _Columns:
+    """Columns under construction for ``n`` events. A value that makes its event invalid (a
+    string past 64 KB, nested JSON that cannot be written) is recorded in ``bad`` and the event
+    is dropped by ``finish``, so a rejected event leaves nothing behind."""
 
+    __slots__ = ("attrs", "bad", "first", "fixed", "n", "row_major")
 
-class _Rows:
-    """Columnar rows under construction: the batch path appends thousands of events, and
-    ``EventBatch.append`` (which pads every attribute column per row) would dominate its cost.
-    ``add`` validates a whole event before recording any of it, so a rejected batch item leaves
-    no partial row."""
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.fixed: dict[str, list[Any]] = {}
+        self.attrs: dict[AttrKey, list[Any]] = {}
+        # Where each attrs column got its first value: (row, the field's place in that event, or
+        # None until ``finish`` looks it up). The per-field decoder created columns in that order.
+        self.first: dict[AttrKey, tuple[int, int | None]] = {}
+        self.row_major = True  # columns were created event by event, field by field: in order
+        self.bad: dict[int, dict[str, str]] = {}  # row -> {field name: error message}
 
-    def __init__(self, dataset: str) -> None:
-        self.dataset = dataset
-        self.fixed: list[dict[str, Any]] = []  # per row: only the fixed columns it sets
-        self.ts: list[int] = []
-        self.rates: list[int] = []
-        self.attrs: dict[AttrKey, list[tuple[int, Any]]] = {}  # (row, value) pairs, sparse
+    # -- value by value: the definition --------------------------------------------------------
 
-    def add(self, data: dict[str, Any], ts_ns: int, samplerate: int) -> None:
-        if len(data) > MAX_FIELDS:
-            raise EventError(MSG_TOO_MANY_COLUMNS)
-        fixed: dict[str, Any] = {}
-        attrs: list[tuple[AttrKey, Any]] = []
-        service_dotted = type(data.get("service.name")) is str
-        for key, value in data.items():
-            t = type(value)  # orjson yields exactly str, int, float, bool, None, dict, list
+    def put(
+        self,
+        key: str,
+        row: int,
+        value: Any,
+        convert: Callable[[Any], Any] | None = None,
+        column: str = "",
+    ) -> None:
+        """One field of one event, as the per-field decoder did it: the fixed ``column`` when
+        ``convert`` accepts the value, else an attribute typed by the value."""
+        t = type(value)  # orjson yields exactly str, int, float, bool, None, dict, list
+        if t is str and len(value) > _STR_FAST and _too_long(value):
+            self.bad.setdefault(row, {})[key] = MSG_STRING_TOO_LONG
+            return  # fixed string columns obey the same 64 KB limit
+        if convert is not None:
+            converted = convert(value)
+            if converted is not _NO:
+                fixed = self.fixed.get(column)
+                if fixed is None:
+                    default = Signal.EVENT if column == "signal" else None
+                    fixed = self.fixed[column] = [default] * self.n
+                fixed[row] = converted
+                return
+        if t is str:
+            typ = "s"
+        elif t is bool:
+            typ = "b"
+        elif t is int:
+            if _INT64_MIN <= value <= _INT64_MAX:
+                typ = "i"
+            else:  # the store's integers are 64-bit: keep the digits as text
+                typ, value = "s", str(value)
+        elif t is float:
+            if math.isnan(value):
+                return
+            typ = "f"
+        elif t is dict or t is list:
+            try:
+                value = orjson.dumps(value).decode()
+            except orjson.JSONEncodeError:
+                # orjson writes at most 254 levels but reads 1024; refuse rather than guess.
+                self.bad.setdefault(row, {})[key] = MSG_MALFORMED
+                return
+            if len(value) > _STR_FAST and _too_long(value):
+                self.bad.setdefault(row, {})[key] = MSG_STRING_TOO_LONG
+                return
+            typ = "s"
+        else:
+            return  # None (JSON null) is dropped: a missing field and a null read the same
+        attr = self.attrs.get((key, typ))
+        if attr is None:  # every caller goes through a name's rows in ascending order
+            attr = self.attrs[(key, typ)] = [None] * self.n
+            self.first[(key, typ)] = (row, None)
+        attr[row] = value
+
+    def put_all(
+        self, key: str, col: list[Any], convert: Callable[[Any], Any] | None, column: str
+    ) -> None:
+        put = self.put
+        for row in compress(count(), map(is_not, col, repeat(None))):
+            put(key, row, col[row], convert, column)
+
+    # -- a whole column at once: the common case -----------------------------------------------
+
+    def attr_dense(self, key: str, col: list[Any], types: set[type], has_none: bool) -> None:
+        """``col``: the values of ``key`` in every event (None where absent), not well-known."""
+        if len(types) == 1:
+            t = next(iter(types))
+            vals = _present(col) if has_none else col
             if t is str:
-                _check_string(value)  # fixed string columns obey the same 64 KB limit
-            spec = _FIXED_FIELDS.get(key)
-            if spec is not None and not (key == "service_name" and service_dotted):
-                converted = spec[1](value)
-                if converted is not _NO:
-                    fixed[spec[0]] = converted
-                    continue
-            if t is str:
-                attrs.append(((key, "s"), value))
-            elif t is bool:
-                attrs.append(((key, "b"), value))
+                ok, typ = max(map(len, vals)) <= _STR_FAST, "s"
             elif t is int:
-                if _INT64_MIN <= value <= _INT64_MAX:
-                    attrs.append(((key, "i"), value))
-                else:  # the store's integers are 64-bit: keep the digits as text
-                    attrs.append(((key, "s"), str(value)))
+                ok, typ = min(vals) >= _INT64_MIN and max(vals) <= _INT64_MAX, "i"
             elif t is float:
-                if not math.isnan(value):
-                    attrs.append(((key, "f"), value))
-            elif t is dict or t is list:
-                attrs.append(((key, "s"), _json_text(value)))
-            # None (JSON null) is dropped: a missing field and a null read the same in queries
-        row = len(self.fixed)
-        self.fixed.append(fixed)
-        self.ts.append(ts_ns)
-        self.rates.append(samplerate)
-        for attr_key, value in attrs:
-            self.attrs.setdefault(attr_key, []).append((row, value))
+                total = sum(vals)  # NaN in, NaN out (orjson never yields one; kept exact)
+                ok, typ = total == total, "f"
+            elif t is bool:
+                ok, typ = True, "b"
+            else:
+                ok, typ = False, ""
+            if ok and (key, typ) not in self.attrs:
+                self.attrs[(key, typ)] = col
+                self.first[(key, typ)] = (0 if col[0] is not None else _first_value(col), None)
+                return
+        self.put_all(key, col, None, "")
 
-    def batch(self) -> EventBatch:
-        n = len(self.fixed)
+    def fixed_dense(
+        self,
+        key: str,
+        col: list[Any],
+        types: set[type],
+        has_none: bool,
+        column: str,
+        convert: Callable[[Any], Any],
+    ) -> None:
+        """``col``: the values of well-known ``key`` in every event (None where absent)."""
+        kind, arg = _FAST_KIND[key]
+        if len(types) == 1 and column not in self.fixed and kind != "none":
+            t = next(iter(types))
+            vals = _present(col) if has_none else col
+            out: list[Any] | None = None
+            if kind == "same":  # the value itself, when it has the column's type
+                if t is arg and (t is not str or max(map(len, vals)) <= _STR_FAST):
+                    out = col
+            elif kind == "range":
+                if t is int and arg[0] <= min(vals) and max(vals) <= arg[1]:
+                    out = col
+            else:
+                if kind == "duration":
+                    converted = _duration_fast(vals, t)
+                else:
+                    converted = _hex_fast(vals, t, *arg)
+                if converted is not None and has_none:
+                    # value -> converted value; None (absent or null) -> None
+                    out = list(map(dict(zip(vals, converted, strict=True)).get, col))
+                else:
+                    out = converted
+            if out is not None:
+                self.fixed[column] = out
+                return
+        self.put_all(key, col, convert, column)
+
+    # -- the batch -----------------------------------------------------------------------------
+
+    def put_event(self, row: int, data: dict[str, Any], only: set[str] | None = None) -> None:
+        """The fields of one event (those in ``only``, if given), value by value: ``put`` with
+        its common cases inlined. For single events and small batches, where building columns
+        costs more than it saves, and for names few events of a batch have."""
+        put, attrs, first, n = self.put, self.attrs, self.first, self.n
+        dotted = type(data.get("service.name")) is str
+        for pos, (key, value) in enumerate(data.items()):
+            if value is None or (only is not None and key not in only):
+                continue
+            spec = _FIXED_FIELDS.get(key)
+            if spec is not None and not (dotted and key == "service_name"):
+                put(key, row, value, spec[1], spec[0])
+                continue
+            t = type(value)
+            if t is str:
+                if len(value) > _STR_FAST:
+                    put(key, row, value)
+                    continue
+                attr_key = (key, "s")
+            elif t is int:
+                if not _INT64_MIN <= value <= _INT64_MAX:
+                    put(key, row, value)
+                    continue
+                attr_key = (key, "i")
+            elif t is float:
+                if value != value:  # NaN
+                    continue
+                attr_key = (key, "f")
+            elif t is bool:
+                attr_key = (key, "b")
+            else:
+                put(key, row, value)
+                continue
+            attr = attrs.get(attr_key)
+            if attr is None:
+                attr = attrs[attr_key] = [None] * n
+                first[attr_key] = (row, pos)
+            attr[row] = value
+
+    def fill(self, datas: list[dict[str, Any]]) -> None:
+        """Every field of ``datas`` (the events' ``data`` objects, ``n`` of them): well-known
+        names first (service.name before service_name), then the other names many events have,
+        as columns; then the names few events have, event by event."""
+        n = self.n
+        keys = set().union(*datas) if n >= _COLUMNS_MIN else set()
+        sparse: set[str] = set()
+        if len(keys) * n > _SPARSE_GATE * sum(map(len, datas)):
+            counts = Counter(chain.from_iterable(datas))
+            dense = set(compress(counts, map(ge, counts.values(), repeat(n / _SPARSE_RATIO))))
+            if dense.issubset(_FIXED_FIELDS):  # no name many events have but well-known ones
+                keys = set()
+            else:
+                dense.update(keys.intersection(_FIXED_FIELDS))  # always columns
+                sparse = keys - dense
+                keys = dense
+        if not keys:  # a small batch, or one of names unlike from event to event
+            for row, data in enumerate(datas):
+                self.put_event(row, data)
+            return
+        self.row_major = False
+        cols = _gather(datas, keys)
+        dotted_everywhere = False  # every event has a string service.name
+        dotted: list[Any] | None = None
+        for key, (column, convert) in _FIXED_FIELDS.items():  # service.name before service_name
+            if key not in keys:
+                continue
+            keys.discard(key)
+            col = cols[key]
+            types = set(map(type, col))
+            has_none = _NoneType in types
+            types.discard(_NoneType)
+            if not types:
+                continue
+            if key == "service_name" and dotted is not None:
+                # service.name wins where it is a string; there, service_name is an attribute
+                if dotted_everywhere:
+                    self.attr_dense(key, col, types, has_none)
+                    continue
+                put = self.put
+                for row in compress(count(), map(is_not, col, repeat(None))):
+                    if type(dotted[row]) is str:
+                        put(key, row, col[row])
+                    else:
+                        put(key, row, col[row], convert, column)
+                continue
+            if key == "service.name":
+                dotted = col.copy()
+                dotted_everywhere = types == {str} and not has_none
+            self.fixed_dense(key, col, types, has_none, column, convert)
+        for key in keys:
+            col = cols[key]
+            types = set(map(type, col))
+            has_none = _NoneType in types
+            types.discard(_NoneType)
+            if types:
+                self.attr_dense(key, col, types, has_none)
+        if sparse:
+            put_event = self.put_event
+            for row, data in enumerate(datas):
+                put_event(row, data, sparse)
+
+    def finish(
+        self, datas: list[dict[str, Any]], dataset: str, times: list[int], rates: list[int]
+    ) -> tuple[EventBatch, dict[int, str]]:
+        """The batch of the valid events, and ``{row: error message}`` for the others (the
+        message of the event's first bad field, in the event's field order)."""
+        errors: dict[int, str] = {}
+        fixed, attrs, first = self.fixed, self.attrs, self.first
+        n = self.n
+        if self.bad:
+            for row, failed in self.bad.items():
+                errors[row] = next(failed[k] for k in datas[row] if k in failed)
+            keep = [row not in errors for row in range(n)]
+            dropped = sorted(errors)
+            datas = list(compress(datas, keep))
+            times = list(compress(times, keep))
+            rates = list(compress(rates, keep))
+            fixed = {c: list(compress(v, keep)) for c, v in fixed.items()}
+            n = len(datas)
+            attrs, first = {}, {}
+            for attr_key, values in self.attrs.items():
+                values = list(compress(values, keep))
+                if values.count(None) == n:  # a column only rejected events had goes
+                    continue
+                attrs[attr_key] = values
+                row, pos = self.first[attr_key]
+                if row in errors:
+                    first[attr_key] = (_first_value(values), None)
+                else:
+                    first[attr_key] = (row - bisect_left(dropped, row), pos)
+        if len(attrs) > 1 and (self.bad or not self.row_major):
+            # the order the per-field decoder created them in
+            positions: dict[int, dict[str, int]] = {}
+            for attr_key, (row, pos) in first.items():
+                if pos is None:
+                    places = positions.get(row)
+                    if places is None:
+                        places = positions[row] = dict(zip(datas[row], count()))
+                    first[attr_key] = (row, places[attr_key[0]])
+            attrs = {k: attrs[k] for k in sorted(attrs, key=first.__getitem__)}
         batch = EventBatch()
         cols = batch.cols
-        for column in _SPARSE_FIXED:
-            cols[column] = [f.get(column) for f in self.fixed]
-        cols["dataset"] = [self.dataset] * n
-        cols["ts_ns"] = self.ts
-        cols["samplerate"] = self.rates
-        cols["signal"] = [f.get("signal", Signal.EVENT) for f in self.fixed]
-        for attr_key, pairs in self.attrs.items():
-            values: list[Any] = [None] * n
-            for row, value in pairs:
-                values[row] = value
-            batch.attrs[attr_key] = values
+        for column in FIXED_COLUMNS:
+            values = fixed.get(column)
+            cols[column] = values if values is not None else [None] * n
+        cols["dataset"] = [dataset] * n
+        cols["ts_ns"] = times
+        cols["samplerate"] = rates
+        if "signal" not in fixed:
+            cols["signal"] = [Signal.EVENT] * n
+        batch.attrs = attrs
         batch.n = n
-        return batch
+        return batch, errors
+
+
+# --- event times, fast -------------------------------------------------------------------------
+
+_RFC3339_HEAD = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})")
+_RFC3339_ZONE = re.compile(r"\s*(?:([Zz])|([+-])(\d{2}):?(\d{2}))?")
+
+
+def _head_seconds(head: str) -> int | None:
+    """``YYYY-MM-DDTHH:MM:SS`` (UTC) -> epoch seconds, as ``_rfc3339_ns`` reads it; else None."""
+    m = _RFC3339_HEAD.fullmatch(head)
+    if m is None:
+        return None
+    try:
+        dt = datetime(*(int(g) for g in m.group(1, 2, 3, 4, 5, 6)))
+    except ValueError:
+        return None
+    return calendar.timegm(dt.timetuple())
+
+
+def _zone_offset(zone: str) -> int | None:
+    """What follows the fraction (``Z``, ``+02:00``, nothing ...) -> offset seconds; else None."""
+    m = _RFC3339_ZONE.fullmatch(zone)
+    if m is None:
+        return None
+    if not m.group(2):
+        return 0
+    offset = int(m.group(3)) * 3600 + int(m.group(4)) * 60
+    return offset if m.group(2) == "+" else -offset
+
+
+_FRACTION_SCALE = [10 ** (9 - i) for i in range(10)]  # "5" -> 500_000_000 ns
+
+
+def _event_times(now_ns: int) -> Callable[[Any], int]:
+    """``parse_event_time`` for one batch, with its costly parts cached: the date and time of day
+    (the first 19 characters, the same for every event of a second) and the zone. A value this
+    does not read exactly (not a string, not this shape) goes to ``parse_event_time``."""
+    heads: dict[str, int | None] = {}
+    zones: dict[str, int | None] = {"": 0, "Z": 0, "z": 0}
+    latest = now_ns + _FUTURE_LIMIT_NS
+
+    def event_time(value: Any) -> int:
+        if type(value) is not str:
+            return parse_event_time(value, now_ns)
+        text = value.strip()
+        head = text[:19]
+        seconds = heads.get(head, _NO)
+        if seconds is _NO:
+            seconds = heads[head] = _head_seconds(head)
+        if seconds is None:
+            return parse_event_time(value, now_ns)
+        tail = text[19:]
+        fraction = 0
+        if tail and tail[0] in ".,":
+            zone = tail[1:].lstrip("0123456789")
+            digits = tail[1 : len(tail) - len(zone)]
+            if not digits:
+                return parse_event_time(value, now_ns)
+            if len(digits) < 10:
+                fraction = int(digits) * _FRACTION_SCALE[len(digits)]
+            else:  # ns precision, extra digits cut
+                fraction = int(digits[:9])
+        else:
+            zone = tail
+        offset = zones.get(zone, _NO)
+        if offset is _NO:
+            offset = zones[zone] = _zone_offset(zone)
+        if offset is None:
+            return parse_event_time(value, now_ns)
+        ns = (seconds - offset) * _NS + fraction
+        if ns > latest or not _INT64_MIN <= ns <= _INT64_MAX:
+            return now_ns
+        return ns
+
+    return event_time
+
+
+def _uniform_times(values: list[Any], now_ns: int) -> list[int] | None:
+    """Event times that all share one layout, as clients write them (libhoney-py
+    ``2024-05-09T22:13:20.123456+00:00``, libhoney-js ``...20.123Z``, libhoney-go ``...20.1234Z``
+    with trailing zeros cut): ``YYYY-MM-DDTHH:MM:SS``, then a fraction of ASCII digits of any
+    width in every value or in none, then one zone. Read column by column, like the fields;
+    None when the values are not all like that (each then goes through ``_event_times``)."""
+    if set(map(type, values)) != {str}:
+        return None
+    first = values[0]
+    fractions: Iterable[int]
+    if first[19:20] in (".", ","):
+        zone = first[20:].lstrip("0123456789")
+        separators = set(map(getitem, values, repeat(slice(19, 20))))
+        if not separators <= {".", ","} or not _all_end_with(values, zone):
+            return None
+        digits = list(map(getitem, values, repeat(slice(20, -len(zone) or None))))
+        joined = "".join(digits)
+        shortest, longest = min(map(len, digits)), max(map(len, digits))
+        if not (joined.isascii() and joined.isdigit()) or shortest == 0:
+            return None
+        if longest > 9:  # ns precision, extra digits cut
+            digits = list(map(getitem, digits, repeat(slice(0, 9))))
+            shortest, longest = min(shortest, 9), 9
+        if shortest == longest:
+            scales: Iterable[int] = repeat(_FRACTION_SCALE[longest])
+        else:
+            scales = map(_FRACTION_SCALE.__getitem__, map(len, digits))
+        fractions = map(mul, map(int, digits), scales)
+    else:
+        zone = first[19:]
+        if not _all_end_with(values, zone) or set(map(len, values)) != {len(first)}:
+            return None
+        fractions = repeat(0)
+    offset = _zone_offset(zone)  # None for trailing whitespace too (the values are not stripped)
+    if offset is None:
+        return None
+    heads = list(map(getitem, values, repeat(slice(0, 19))))
+    seconds = {head: _head_seconds(head) for head in set(heads)}
+    if None in seconds.values():
+        return None
+    utc = map(seconds.__getitem__, heads)
+    if offset:
+        utc = map(sub, utc, repeat(offset))
+    ns = list(map(add, map(mul, utc, repeat(_NS)), fractions))
+    latest = now_ns + _FUTURE_LIMIT_NS
+    if max(ns) > min(latest, _INT64_MAX) or min(ns) < _INT64_MIN:
+        return [now_ns if t > latest or not _INT64_MIN <= t <= _INT64_MAX else t for t in ns]
+    return ns
+
+
+def _all_end_with(values: list[str], suffix: str) -> bool:
+    return not suffix or all(map(str.endswith, values, repeat(suffix)))
+
+
+def _batch_times(values: list[Any], now_ns: int) -> list[int]:
+    """``parse_event_time(value, now_ns)`` for each of ``values``."""
+    if len(values) > 1:
+        times = _uniform_times(values, now_ns)
+        if times is not None:
+            return times
+    return list(map(_event_times(now_ns), values))
+
+
+def _items(
+    items: list[Any],
+) -> tuple[list[dict[str, Any]], list[Any], list[int], list[int], list[dict]]:
+    """A batch's items -> the events' ``data`` objects, their ``time`` values (raw), their
+    sample rates, ``where`` (``datas[i]`` is ``items[where[i]]``) and one status per item: 202,
+    or 400 for an item that is not an event object, has no ``data`` or too many fields."""
+    datas: list[dict[str, Any]] = []
+    times: list[Any] = []
+    rates: list[int] = []
+    where: list[int] = []
+    statuses: list[dict] = []
+    for item in items:
+        if type(item) is dict:  # orjson yields exact dicts and lists
+            data = item.get("data")
+            if type(data) is dict:
+                if len(data) <= MAX_FIELDS:
+                    where.append(len(statuses))
+                    statuses.append({"status": 202})
+                    datas.append(data)
+                    times.append(item.get("time"))
+                    rate = item.get("samplerate")
+                    if type(rate) is not int or not 0 < rate <= _SAMPLERATE_MAX:
+                        rate = parse_samplerate(rate)
+                    rates.append(rate)
+                    continue
+                error = MSG_TOO_MANY_COLUMNS
+            else:
+                error = MSG_EMPTY if data is None else MSG_MALFORMED
+        else:
+            error = MSG_MALFORMED
+        statuses.append({"status": 400, "error": error})
+    return datas, times, rates, where, statuses
 
 
 def _loads(body: bytes) -> Any:
@@ -350,9 +846,16 @@ def decode_event(
     data = _loads(body)
     if not isinstance(data, dict):
         raise EventError(MSG_MALFORMED)
-    rows = _Rows(dataset)
-    rows.add(data, parse_event_time(event_time, now_ns), parse_samplerate(samplerate))
-    return rows.batch()
+    if len(data) > MAX_FIELDS:
+        raise EventError(MSG_TOO_MANY_COLUMNS)
+    columns = _Columns(1)
+    columns.fill([data])
+    batch, errors = columns.finish(
+        [data], dataset, [parse_event_time(event_time, now_ns)], [parse_samplerate(samplerate)]
+    )
+    if errors:
+        raise EventError(errors[0])
+    return batch
 
 
 def decode_batch(body: bytes, dataset: str, now_ns: int) -> tuple[EventBatch, list[dict]]:
@@ -365,21 +868,11 @@ def decode_batch(body: bytes, dataset: str, now_ns: int) -> tuple[EventBatch, li
     items = _loads(body)
     if not isinstance(items, list):
         raise EventError(MSG_MALFORMED)
-    rows = _Rows(dataset)
-    statuses: list[dict] = []
-    for item in items:
-        try:
-            if not isinstance(item, dict):
-                raise EventError(MSG_MALFORMED)
-            data = item.get("data")
-            if data is None:
-                raise EventError(MSG_EMPTY)
-            if not isinstance(data, dict):
-                raise EventError(MSG_MALFORMED)
-            ts_ns = parse_event_time(item.get("time"), now_ns)
-            rows.add(data, ts_ns, parse_samplerate(item.get("samplerate")))
-        except EventError as exc:
-            statuses.append({"status": 400, "error": exc.message})
-        else:
-            statuses.append({"status": 202})
-    return rows.batch(), statuses
+    datas, times, rates, where, statuses = _items(items)
+    times = _batch_times(times, now_ns)
+    columns = _Columns(len(datas))
+    columns.fill(datas)
+    batch, errors = columns.finish(datas, dataset, times, rates)
+    for row, message in errors.items():
+        statuses[where[row]] = {"status": 400, "error": message}
+    return batch, statuses
