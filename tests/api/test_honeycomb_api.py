@@ -199,6 +199,18 @@ def sent(client):
 # -- ingest -----------------------------------------------------------------------------------
 
 
+def test_batch_of_one_off_field_names_is_refused_whole(client):
+    """A batch whose names x events would decode to more than MAX_SLOTS column slots gets 400
+    in Honeycomb's error shape, at once; the server keeps serving."""
+    from tracehive.ingest.honeycomb import MSG_TOO_WIDE
+
+    wide = [{"data": {f"f{i}_{j}": j for j in range(20)}} for i in range(3000)]
+    r = client.post("/1/batch/wide", json=wide)
+    assert r.status_code == 400 and r.json() == {"error": MSG_TOO_WIDE}
+    r = client.post("/1/batch/wide", json=[{"data": {"ok": 1}}])
+    assert r.status_code == 200 and r.json() == [{"status": 202}]
+
+
 def test_batch_statuses_in_input_order(sent):
     malformed = "Request body is malformed and cannot be read."
     assert sent.statuses["batch"] == [

@@ -11,10 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tracehive.ingest.honeycomb import (
+    MAX_SLOTS,
     MSG_EMPTY,
     MSG_MALFORMED,
     MSG_STRING_TOO_LONG,
     MSG_TOO_MANY_COLUMNS,
+    MSG_TOO_WIDE,
     EventError,
     decode_batch,
     decode_event,
@@ -474,3 +476,21 @@ def test_fuzz_batches(items: list) -> None:
     assert batch.n == sum(1 for s in statuses if s["status"] == 202)
     assert all(1 <= r <= 2**32 - 1 for r in batch.cols["samplerate"])
     assert all(-(2**63) <= t <= NOW + 3600 * S for t in batch.cols["ts_ns"])
+
+
+def test_batch_of_one_off_names_is_refused_before_it_is_materialized() -> None:
+    """names x events past MAX_SLOTS: the dense columns would take gigabytes (here 3,000 events
+    of 20 names each, 60,000 names: 1.8 * 10^8 slots); refused whole, at once."""
+    import time
+
+    events = [{"data": {f"k{i}_{j}": j for j in range(20)}} for i in range(3000)]
+    assert len(events) * 20 * len(events) > MAX_SLOTS
+    t0 = time.perf_counter()
+    with pytest.raises(EventError) as err:
+        decode_batch(orjson.dumps(events), "ds", 0)
+    assert str(err.value) == MSG_TOO_WIDE
+    assert time.perf_counter() - t0 < 5
+    # the same events with shared names are a normal batch
+    shared = [{"data": {f"k{j}": i for j in range(20)}} for i in range(3000)]
+    batch, statuses = decode_batch(orjson.dumps(shared), "ds", 0)
+    assert batch.n == 3000 and statuses == [{"status": 202}] * 3000

@@ -42,11 +42,13 @@ from tracehive.model.ids import InvalidId, trace_id_from_any
 
 __all__ = [
     "MAX_FIELDS",
+    "MAX_SLOTS",
     "MAX_STRING_BYTES",
     "MSG_EMPTY",
     "MSG_MALFORMED",
     "MSG_STRING_TOO_LONG",
     "MSG_TOO_MANY_COLUMNS",
+    "MSG_TOO_WIDE",
     "EventError",
     "decode_batch",
     "decode_event",
@@ -59,6 +61,15 @@ MSG_EMPTY = "Request body should not be empty."
 MSG_MALFORMED = "Request body is malformed and cannot be read."
 MSG_TOO_MANY_COLUMNS = "Event has too many columns."
 MSG_STRING_TOO_LONG = "string value too long"
+#: The decoded batch is dense (a column per distinct field name, a slot per event in each), so a
+#: body of events with one-off names would decode to names x events slots: 20k events of 20 new
+#: names each, a ~10 MB body, to 8 * 10^9. A batch past this many slots is refused whole (~80 MB
+#: of column slots; libhoney sends batches of <= 50 events, so real batches stay far below).
+MAX_SLOTS = 10_000_000
+MSG_TOO_WIDE = (
+    f"Batch has too many distinct field names for its size (names x events > {MAX_SLOTS:,}); "
+    "send it in smaller batches."
+)
 
 MAX_FIELDS = 2000  # §7.2: up to 2,000 fields per event
 MAX_STRING_BYTES = 64 * 1024  # §7.2: string values <= 64 KB (UTF-8 bytes)
@@ -863,12 +874,14 @@ def decode_batch(body: bytes, dataset: str, now_ns: int) -> tuple[EventBatch, li
 
     Returns the accepted events and one status per input item, in input order (§7.3):
     ``{"status": 202}`` or ``{"status": 400, "error": "..."}``. A bad item never fails the others;
-    only a body that is not a JSON array raises ``EventError``.
+    only a body that is not a JSON array, or one past ``MAX_SLOTS``, raises ``EventError``.
     """
     items = _loads(body)
     if not isinstance(items, list):
         raise EventError(MSG_MALFORMED)
     datas, times, rates, where, statuses = _items(items)
+    if len(datas) > 1 and len(set().union(*datas)) * len(datas) > MAX_SLOTS:
+        raise EventError(MSG_TOO_WIDE)
     times = _batch_times(times, now_ns)
     columns = _Columns(len(datas))
     columns.fill(datas)
