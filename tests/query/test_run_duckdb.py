@@ -476,9 +476,10 @@ def test_null_breakdown_values_form_a_group(data):
     assert not any(isinstance(k, float) and math.isnan(k) for k in groups)
 
 
-def test_unit_weight_scope_counts_rows_and_mixed_scope_stays_weighted(data, monkeypatch):
-    """Where every matching row has samplerate 1 the engine counts instead of summing
-    weights (a zone-map probe decides); the answers must not change either way."""
+def test_unit_weight_scope_counts_rows_and_mixed_scope_stays_weighted(tmp_path, monkeypatch):
+    """Where no row in the query's scope is sampled the engine counts instead of summing
+    weights (a zone-map probe of the scope decides, filters left out); the answers must not
+    change either way."""
     from tracehive.storage.duckdb import query as query_mod
 
     decided: list[bool] = []
@@ -489,6 +490,12 @@ def test_unit_weight_scope_counts_rows_and_mixed_scope_stays_weighted(data, monk
         return decided[-1]
 
     monkeypatch.setattr(query_mod, "_unit_weights", spy)
+    store = DuckDBStore(tmp_path / "store.duckdb")
+    fx = Fixture(store)
+    rows = _rows(1500, seed=11)
+    unit = [{**r, "samplerate": 1} for r in rows[:700]]
+    fx.add(unit, dataset_id=1)
+    fx.add(rows[700:], dataset_id=2)  # samplerates 1, 2 and 5
     calcs = [
         {"op": "COUNT"},
         {"op": "SUM", "column": "duration_ms"},
@@ -496,25 +503,43 @@ def test_unit_weight_scope_counts_rows_and_mixed_scope_stays_weighted(data, monk
         {"op": "P90", "column": "duration_ms"},
         {"op": "HEATMAP", "column": "duration_ms"},
     ]
-    for unit_only in (True, False):
-        flt = [{"column": "samplerate", "op": "=", "value": 1}] if unit_only else []
-        (row,) = run(data, calculations=calcs, filters=flt).results
-        assert decided[-1] is unit_only
-        rows = [r for r in visible(data) if r["samplerate"] == 1 or not unit_only]
-        spans = [r for r in rows if r["dur_ns"] is not None]
-        weights = [r["samplerate"] for r in spans]
-        assert row["COUNT"] == sum(r["samplerate"] for r in rows)
-        assert row["SUM(duration_ms)"] == pytest.approx(
-            sum(ms(r) * r["samplerate"] for r in spans), rel=1e-9
-        )
-        ratios = [
-            (r["attributes"]["ratio"], r["samplerate"]) for r in rows if "ratio" in r["attributes"]
-        ]
-        assert row["AVG(ratio)"] == pytest.approx(
-            sum(v * w for v, w in ratios) / sum(w for _, w in ratios), rel=1e-9
-        )
-        assert row["P90(duration_ms)"] == pytest.approx(
-            wpercentile([ms(r) for r in spans], weights, 0.9), rel=1e-12
-        )
-        buckets = row["HEATMAP(duration_ms)"]["buckets"]
-        assert sum(b["count"] for b in buckets) == sum(weights)
+    sampled_only = [{"column": "samplerate", "op": ">", "value": 1}]
+    cases = [
+        (Scope(1, (1,)), [], True, unit),
+        (Scope(1, None), [], False, fx.rows),
+        (Scope(1, (2,)), [{"column": "samplerate", "op": "=", "value": 1}], False, None),
+        (Scope(1, (1,)), sampled_only, True, []),
+    ]
+    try:
+        for scope, flt, unit_path, expect_rows in cases:
+            out = fx.run({**WINDOW, "calculations": calcs, "filters": flt}, scope=scope)
+            assert decided[-1] is unit_path
+            if expect_rows is None:
+                expect_rows = [r for r in fx.rows if r["dataset_id"] == 2 and r["samplerate"] == 1]
+            lo, hi = T0_S * NS, (T0_S + 3600) * NS
+            expect_rows = [r for r in expect_rows if lo <= r["ts_ns"] < hi]
+            if not expect_rows:
+                assert out.results == []
+                continue
+            (row,) = out.results
+            spans = [r for r in expect_rows if r["dur_ns"] is not None]
+            weights = [r["samplerate"] for r in spans]
+            assert row["COUNT"] == sum(r["samplerate"] for r in expect_rows)
+            assert row["SUM(duration_ms)"] == pytest.approx(
+                sum(ms(r) * r["samplerate"] for r in spans), rel=1e-9
+            )
+            ratios = [
+                (r["attributes"]["ratio"], r["samplerate"])
+                for r in expect_rows
+                if "ratio" in r["attributes"]
+            ]
+            assert row["AVG(ratio)"] == pytest.approx(
+                sum(v * w for v, w in ratios) / sum(w for _, w in ratios), rel=1e-9
+            )
+            assert row["P90(duration_ms)"] == pytest.approx(
+                wpercentile([ms(r) for r in spans], weights, 0.9), rel=1e-12
+            )
+            buckets = row["HEATMAP(duration_ms)"]["buckets"]
+            assert sum(b["count"] for b in buckets) == sum(weights)
+    finally:
+        store.close()

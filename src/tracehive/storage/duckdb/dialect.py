@@ -60,6 +60,3 @@ RATE_BASE: dict[str, str] = {"RATE_AVG": "avg", "RATE_SUM": "sum", "RATE_MAX": "
 #: Ops this engine cannot compute exactly: op -> reason. Empty today; the compiler refuses any op
 #: listed here with an ``UnsupportedQuery`` naming it rather than approximating.
 UNSUPPORTED_OPS: dict[str, str] = {}
-
-#: DuckDB type of each attribute value type when several typed columns of one key are combined.
-NUMERIC_ATTR_TYPES = frozenset({"i", "f"})

@@ -54,6 +54,7 @@ class Plan:
     include_series: bool
     limit: int
     has_filters: bool = False
+    scope_where: str = "TRUE"  # environment, datasets and time window only (no filters)
     dist_columns: list[str] = field(default_factory=list)  # x of percentile/heatmap calcs
 
     @property
@@ -94,6 +95,7 @@ def build_plan(
     start_s, end_s = spec.window(now_s)
     params = Params()
     conds = scope_where(scope, start_s * NS, end_s * NS, params)
+    in_scope = " AND ".join(conds)
     filters = compile_filters(spec.filters, spec.filter_combination, resolve, params, "filters")
     if filters is not None:
         conds.append(filters)
@@ -122,6 +124,7 @@ def build_plan(
         include_series,
         limit,
         has_filters=filters is not None,
+        scope_where=in_scope,
     )
     for c in calcs:
         if c.kind in ("percentile", "heatmap") and c.x not in plan.dist_columns:
