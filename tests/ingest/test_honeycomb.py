@@ -494,3 +494,18 @@ def test_batch_of_one_off_names_is_refused_before_it_is_materialized() -> None:
     shared = [{"data": {f"k{j}": i for j in range(20)}} for i in range(3000)]
     batch, statuses = decode_batch(orjson.dumps(shared), "ds", 0)
     assert batch.n == 3000 and statuses == [{"status": 202}] * 3000
+
+
+def test_the_slot_limit_counts_a_column_per_value_type(monkeypatch) -> None:
+    """A name whose values change type gets a column per type: the limit counts those columns
+    (names x events would let four types through at 4x the memory)."""
+    from tracehive.ingest import honeycomb
+
+    monkeypatch.setattr(honeycomb, "MAX_SLOTS", 100)
+    rotating = ["s", 1, 1.5, True]
+    events = [{"data": {"a": rotating[i % 4], "b": rotating[(i + 1) % 4]}} for i in range(40)]
+    with pytest.raises(EventError, match="too many distinct field names"):
+        decode_batch(orjson.dumps(events), "ds", 0)
+    plain = [{"data": {"a": i, "b": str(i)}} for i in range(40)]  # 2 columns x 40 = 80 slots
+    batch, statuses = decode_batch(orjson.dumps(plain), "ds", 0)
+    assert batch.n == 40 and statuses == [{"status": 202}] * 40

@@ -61,13 +61,14 @@ MSG_EMPTY = "Request body should not be empty."
 MSG_MALFORMED = "Request body is malformed and cannot be read."
 MSG_TOO_MANY_COLUMNS = "Event has too many columns."
 MSG_STRING_TOO_LONG = "string value too long"
-#: The decoded batch is dense (a column per distinct field name, a slot per event in each), so a
-#: body of events with one-off names would decode to names x events slots: 20k events of 20 new
-#: names each, a ~10 MB body, to 8 * 10^9. A batch past this many slots is refused whole (~80 MB
-#: of column slots; libhoney sends batches of <= 50 events, so real batches stay far below).
+#: The decoded batch is dense (a column per field name and value type, a slot per event in
+#: each), so a body of events with one-off names would decode to columns x events slots: 20k
+#: events of 20 new names each, a ~10 MB body, to 8 * 10^9. A batch is refused whole before a
+#: column would take it past this many slots (~80 MB of column lists; libhoney sends batches of
+#: <= 50 events, so real batches stay far below).
 MAX_SLOTS = 10_000_000
 MSG_TOO_WIDE = (
-    f"Batch has too many distinct field names for its size (names x events > {MAX_SLOTS:,}); "
+    f"Batch has too many distinct field names for its size (columns x events > {MAX_SLOTS:,}); "
     "send it in smaller batches."
 )
 
@@ -432,6 +433,7 @@ class _Columns:
             return  # None (JSON null) is dropped: a missing field and a null read the same
         attr = self.attrs.get((key, typ))
         if attr is None:  # every caller goes through a name's rows in ascending order
+            self._room_for_a_column()
             attr = self.attrs[(key, typ)] = [None] * self.n
             self.first[(key, typ)] = (row, None)
         attr[row] = value
@@ -442,6 +444,12 @@ class _Columns:
         put = self.put
         for row in compress(count(), map(is_not, col, repeat(None))):
             put(key, row, col[row], convert, column)
+
+    def _room_for_a_column(self) -> None:
+        """Refuse the batch before a column would take it past ``MAX_SLOTS`` (a column per
+        name and value type, a slot per event in each)."""
+        if (len(self.attrs) + 1) * self.n > MAX_SLOTS:
+            raise EventError(MSG_TOO_WIDE)
 
     # -- a whole column at once: the common case -----------------------------------------------
 
@@ -462,6 +470,7 @@ class _Columns:
             else:
                 ok, typ = False, ""
             if ok and (key, typ) not in self.attrs:
+                self._room_for_a_column()
                 self.attrs[(key, typ)] = col
                 self.first[(key, typ)] = (0 if col[0] is not None else _first_value(col), None)
                 return
@@ -540,6 +549,7 @@ class _Columns:
                 continue
             attr = attrs.get(attr_key)
             if attr is None:
+                self._room_for_a_column()
                 attr = attrs[attr_key] = [None] * n
                 first[attr_key] = (row, pos)
             attr[row] = value
@@ -880,8 +890,6 @@ def decode_batch(body: bytes, dataset: str, now_ns: int) -> tuple[EventBatch, li
     if not isinstance(items, list):
         raise EventError(MSG_MALFORMED)
     datas, times, rates, where, statuses = _items(items)
-    if len(datas) > 1 and len(set().union(*datas)) * len(datas) > MAX_SLOTS:
-        raise EventError(MSG_TOO_WIDE)
     times = _batch_times(times, now_ns)
     columns = _Columns(len(datas))
     columns.fill(datas)
