@@ -45,6 +45,7 @@ Everything runs in one read transaction, so the statements see one snapshot.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -66,6 +67,8 @@ from tracehive.storage.duckdb.dialect import NEGATED, STRING_OPS
 from tracehive.storage.duckdb.source import execute
 from tracehive.storage.duckdb.trace_index import keys_of
 from tracehive.storage.schema import FixedColumn
+
+log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 
@@ -299,6 +302,7 @@ class _Search:
             ]
             found, rows = self._summaries(_seq_filter(seqs)) if seqs else (0, [])
             if found < len(ids):  # a trace not in the index (should not happen): no seq
+                _index_gap("a candidate trace has no trace_index row")
                 found, rows = self._summaries("TRUE")  # filter, the whole window
         for r in rows:
             self.passed.append(
@@ -369,6 +373,8 @@ class _Search:
             f"(SELECT trace_key FROM trace_index WHERE {_seq_filter(recent)})"
         )
         seqs = [int(r[0]) for r in self.con.execute(sql).fetchall()]
+        if not seqs:
+            _index_gap("write batches with spans have no trace_index rows")
         in_seqs = _seq_filter(seqs) if seqs else "TRUE"  # no seqs: an incomplete index
         sql = (
             f"SELECT DISTINCT trace_id FROM events WHERE {self.matched} "
@@ -404,6 +410,17 @@ def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> I
     finally:
         with contextlib.suppress(duckdb.Error):
             con.unregister(name)
+
+
+_gaps_logged: set[str] = set()
+
+
+def _index_gap(what: str) -> None:
+    """The trace index is written with the events, in one transaction, so a gap is a bug: the
+    search stays exact by reading the whole window, and says so once per process."""
+    if what not in _gaps_logged:
+        _gaps_logged.add(what)
+        log.warning("trace search: %s; reading the whole window instead (slow)", what)
 
 
 def _id_table(ids: list[bytes]) -> pa.Table:
