@@ -151,7 +151,8 @@ class AttrColumn:
 #: One typed physical form of a query name: its fixed column or one of its attribute columns.
 TypedColumn = FixedColumn | AttrColumn
 
-_NUMERIC: frozenset[str] = frozenset({"integer", "float"})
+#: Value types that compute as numbers (a name read from both is a float).
+NUMERIC_TYPES: frozenset[str] = frozenset({"integer", "float"})
 
 
 def read_type(columns: Sequence[TypedColumn]) -> ValueType:
@@ -160,7 +161,7 @@ def read_type(columns: Sequence[TypedColumn]) -> ValueType:
     types = {c.type for c in columns}
     if len(types) == 1:
         return next(iter(types))
-    return "float" if types <= _NUMERIC else "string"
+    return "float" if types <= NUMERIC_TYPES else "string"
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from tracehive.model.batch import MetricBatch
 from tracehive.storage.api import QueryData, Scope, StorageError, TraceSummary
 from tracehive.storage.arrow import split_attr_field
+from tracehive.storage.duckdb.compile import Resolved
 from tracehive.storage.duckdb.trace_index import rebuild_sql, trace_key, trace_keys
 from tracehive.storage.schema import (
     ATTR_SQL_TYPE,
@@ -34,8 +35,6 @@ from tracehive.storage.schema import (
     PHYSICAL_FIXED,
     AttrColumn,
     ColumnInfo,
-    FixedColumn,
-    TypedColumn,
     read_type,
 )
 
@@ -51,7 +50,6 @@ if TYPE_CHECKING:
 
     from tracehive.query.spec import QuerySpec
 
-Resolved = FixedColumn | list[TypedColumn]
 ScopeKey = tuple[int, tuple[int, ...] | None]
 
 
@@ -364,7 +362,8 @@ class DuckDBStore:
         return self.resolver(scope)(name)
 
     def _names_in(self, scope: Scope) -> dict[str, tuple[AttrColumn, ...]]:
-        key: ScopeKey = (scope.env_id, scope.dataset_ids)
+        ids = scope.dataset_ids
+        key: ScopeKey = (scope.env_id, None if ids is None else tuple(sorted(set(ids))))
         names = self._scoped_names.get(key)
         if names is not None:
             return names

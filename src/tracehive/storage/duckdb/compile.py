@@ -24,7 +24,7 @@ from tracehive.model.ids import InvalidId, span_id_from_hex, trace_id_from_any
 from tracehive.query.spec import Filter, Scalar, SpecError
 from tracehive.storage.api import Scope
 from tracehive.storage.duckdb.dialect import COMPARISONS, NEGATED, STRING_OPS
-from tracehive.storage.schema import FixedColumn, TypedColumn, ValueType, read_type
+from tracehive.storage.schema import NUMERIC_TYPES, FixedColumn, TypedColumn, ValueType, read_type
 
 #: A fixed column alone, or the typed columns a name reads (a fixed one first, if any).
 Resolved = FixedColumn | list[TypedColumn]
@@ -36,7 +36,6 @@ READ_SQL_TYPE: dict[ValueType, str] = {
     "float": "DOUBLE",
     "boolean": "BOOLEAN",
 }
-_NUMERIC = ("integer", "float")
 
 
 class Params:
@@ -98,10 +97,10 @@ def numeric_expr(name: str, resolved: Resolved, path: str, op: str) -> NumExpr:
     if isinstance(resolved, FixedColumn):
         if resolved.literal == "duration":
             return NumExpr(resolved.physical, float(NS_PER_MS), True)
-        if resolved.type in _NUMERIC:
+        if resolved.type in NUMERIC_TYPES:
             return NumExpr(resolved.sql(), None, resolved.type == "integer")
         raise SpecError(f"{op} needs a numeric column; {name!r} is {resolved.type}", path)
-    nums = [c for c in resolved if c.type in _NUMERIC]
+    nums = [c for c in resolved if c.type in NUMERIC_TYPES]
     if not nums:
         kinds = "/".join(sorted({c.type for c in resolved}))
         raise SpecError(f"{op} needs a numeric column; {name!r} is {kinds}", path)
