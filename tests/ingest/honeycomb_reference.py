@@ -2,8 +2,9 @@
 
 The decode path of ``tracehive.ingest.honeycomb`` as it was before its fast path was written (the
 pure, per-field implementation), copied verbatim; the helpers both share (time and samplerate
-parsing, the well-known field conversions, limits and messages) are imported instead. ``test_honeycomb_differential.py`` checks that the production
-decoder gives the same ``EventBatch`` and the same per-event errors as this one on random input.
+parsing, the well-known field conversions, limits and messages) are imported instead.
+``test_honeycomb_differential.py`` checks that the production decoder gives the same
+``EventBatch`` and the same per-event errors as this one on random input.
 Do not "fix" this file: a behaviour change belongs in the production decoder *and* here, on
 purpose, with a test.
 """
