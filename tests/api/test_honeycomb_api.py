@@ -12,27 +12,10 @@ from datetime import UTC, datetime
 
 import pytest
 import zstandard
+from api_helpers import run_query, wait_flushed
 
 DS = "HcApi"  # first casing seen: the display name
 OLD_AGE_S = 3 * 3600  # one event outside the default 2 h window
-
-
-def run_query(client, dataset, spec, timeout=30):
-    r = client.post(f"/1/queries/{dataset}", json=spec)
-    assert r.status_code == 200, r.text
-    qid = r.json()["id"]
-    r = client.post(f"/1/query_results/{dataset}", json={"query_id": qid})
-    assert r.status_code == 201, r.text
-    result = r.json()
-    deadline = time.monotonic() + timeout
-    while not result["complete"]:
-        assert time.monotonic() < deadline, "query did not complete"
-        time.sleep(0.05)
-        r = client.get(f"/1/query_results/{dataset}/{result['id']}")
-        assert r.status_code == 200, r.text
-        result = r.json()
-    assert "error" not in result, result
-    return result
 
 
 def results(client, dataset, spec):
@@ -43,15 +26,6 @@ def single(client, dataset, spec):
     rows = results(client, dataset, spec)
     assert len(rows) <= 1, rows
     return rows[0] if rows else {}
-
-
-def wait_flushed(client, timeout=30):
-    """Until the server has stored everything it acknowledged (queries see it at once: a
-    relative window includes the current second)."""
-    deadline = time.monotonic() + timeout
-    while client.get("/healthz").json()["pending_rows"]:
-        assert time.monotonic() < deadline, "pipeline did not flush"
-        time.sleep(0.05)
 
 
 def rfc3339(epoch_s: float) -> str:
@@ -81,17 +55,6 @@ class Sent:
 
     def total(self, field: str, pred=lambda d: True) -> float:
         return sum(d[field] * r for d, r, _ in self.recent(pred) if field in d)
-
-
-@pytest.fixture(scope="module")
-def key(server):
-    return server.create_key("ingest,query")
-
-
-@pytest.fixture(scope="module")
-def client(server, key):
-    with server.client(key) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

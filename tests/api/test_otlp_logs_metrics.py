@@ -11,6 +11,7 @@ import uuid
 
 import grpc
 import pytest
+from api_helpers import query_rows, wait_flushed
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
     OTLPLogExporter as GrpcLogExporter,
 )
@@ -38,30 +39,6 @@ GRPC_LOG_SERVICE = "grpc-logsvc"
 METRICS_DATASET = "OTel-Metrics-DS"
 
 
-def run_query(client, dataset, spec, timeout=30):
-    r = client.post(f"/1/queries/{dataset}", json=spec)
-    assert r.status_code == 200, r.text
-    r = client.post(f"/1/query_results/{dataset}", json={"query_id": r.json()["id"]})
-    assert r.status_code == 201, r.text
-    result = r.json()
-    deadline = time.monotonic() + timeout
-    while not result["complete"]:
-        assert time.monotonic() < deadline, "query did not complete"
-        time.sleep(0.05)
-        result = client.get(f"/1/query_results/{dataset}/{result['id']}").json()
-    assert "error" not in result, result
-    return [row["data"] for row in result["data"]["results"]]
-
-
-def wait_flushed(client, timeout=30):
-    """Until the server has stored everything it acknowledged (queries see it at once: a
-    relative window includes the current second)."""
-    deadline = time.monotonic() + timeout
-    while client.get("/healthz").json()["pending_rows"]:
-        assert time.monotonic() < deadline, "pipeline did not flush"
-        time.sleep(0.05)
-
-
 class Recording:
     """Wraps an exporter and records what each export returned."""
 
@@ -79,17 +56,6 @@ class Recording:
 
     def shutdown(self) -> None:
         self.inner.shutdown()
-
-
-@pytest.fixture(scope="module")
-def key(server):
-    return server.create_key("ingest,query")
-
-
-@pytest.fixture(scope="module")
-def client(server, key):
-    with server.client(key) as c:
-        yield c
 
 
 def _python_logger(provider: LoggerProvider, name: str) -> tuple[logging.Logger, LoggingHandler]:
@@ -187,7 +153,7 @@ def test_log_body_and_severity_are_queryable(client, http_logs):
         "time_range": 3600,
     }
     got = {
-        (r["severity_text"], r["body"]): r["COUNT"] for r in run_query(client, LOG_SERVICE, spec)
+        (r["severity_text"], r["body"]): r["COUNT"] for r in query_rows(client, LOG_SERVICE, spec)
     }
     assert got == {
         ("INFO", "order 42 accepted"): 1,
@@ -207,7 +173,7 @@ def test_log_body_and_severity_are_queryable(client, http_logs):
         ],
         "time_range": 3600,
     }
-    assert run_query(client, LOG_SERVICE, spec) == [{"COUNT": 1, "MAX(severity_number)": 17}]
+    assert query_rows(client, LOG_SERVICE, spec) == [{"COUNT": 1, "MAX(severity_number)": 17}]
     # exception details logged with log.exception are attributes of the record
     spec = {
         "calculations": [{"op": "COUNT"}],
@@ -215,7 +181,7 @@ def test_log_body_and_severity_are_queryable(client, http_logs):
         "breakdowns": ["body", "exception.message", "error"],
         "time_range": 3600,
     }
-    assert run_query(client, LOG_SERVICE, spec) == [
+    assert query_rows(client, LOG_SERVICE, spec) == [
         {"body": "lookup failed", "exception.message": "missing-sku", "error": True, "COUNT": 1}
     ]
     # the log outside any span carries no trace id
@@ -228,7 +194,7 @@ def test_log_body_and_severity_are_queryable(client, http_logs):
         "breakdowns": ["body"],
         "time_range": 3600,
     }
-    got = {r["body"]: r["COUNT"] for r in run_query(client, LOG_SERVICE, spec)}
+    got = {r["body"]: r["COUNT"] for r in query_rows(client, LOG_SERVICE, spec)}
     assert got == {"outside any span": 1, '{"event":"structured","n":1}': 1, "lookup failed": 1}
     # spans are in the same dataset, with signal type "trace"
     spec = {
@@ -236,7 +202,7 @@ def test_log_body_and_severity_are_queryable(client, http_logs):
         "breakdowns": ["meta.signal_type"],
         "time_range": 3600,
     }
-    got = {r["meta.signal_type"]: r["COUNT"] for r in run_query(client, LOG_SERVICE, spec)}
+    got = {r["meta.signal_type"]: r["COUNT"] for r in query_rows(client, LOG_SERVICE, spec)}
     assert got == {"log": 6, "trace": 2}
 
 
@@ -266,7 +232,7 @@ def test_grpc_log_exporter(server, key, client):
         "time_range": 3600,
     }
     got = {
-        (r["severity_text"], r["body"]): r["COUNT"] for r in run_query(client, "grpc-logsvc", spec)
+        (r["severity_text"], r["body"]): r["COUNT"] for r in query_rows(client, "grpc-logsvc", spec)
     }
     assert got == {("WARN", "over grpc one"): 1, ("FATAL", "over grpc two"): 1}
     # the trace has no spans stored, but its logs are found by trace id

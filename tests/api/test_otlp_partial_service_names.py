@@ -11,6 +11,7 @@ import uuid
 
 import grpc
 import pytest
+from api_helpers import query_rows, wait_flushed
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
@@ -21,38 +22,6 @@ from tracehive.ingest.otlp.common import INVALID_SERVICE_NAME, TOO_MANY_SLOTS
 
 BAD_SERVICE = "billing\nworker"  # a newline inside: not a dataset name
 PROTOBUF = {"content-type": "application/x-protobuf"}
-
-
-@pytest.fixture(scope="module")
-def key(server):
-    return server.create_key("ingest,query")
-
-
-@pytest.fixture(scope="module")
-def client(server, key):
-    with server.client(key) as c:
-        yield c
-
-
-def wait_flushed(client, timeout=30):
-    deadline = time.monotonic() + timeout
-    while client.get("/healthz").json()["pending_rows"]:
-        assert time.monotonic() < deadline, "pipeline did not flush"
-        time.sleep(0.05)
-
-
-def run_query(client, dataset, spec, timeout=30):
-    r = client.post(f"/1/queries/{dataset}", json=spec)
-    assert r.status_code == 200, r.text
-    r = client.post(f"/1/query_results/{dataset}", json={"query_id": r.json()["id"]})
-    assert r.status_code == 201, r.text
-    result = r.json()
-    deadline = time.monotonic() + timeout
-    while not result["complete"]:
-        assert time.monotonic() < deadline, "query did not complete"
-        time.sleep(0.05)
-        result = client.get(f"/1/query_results/{dataset}/{result['id']}").json()
-    return [row["data"] for row in result["data"]["results"]]
 
 
 def _kv(key: str, value: str) -> common_pb2.KeyValue:
@@ -95,7 +64,7 @@ def _check_stored(client, good_service: str, trace_id: bytes) -> None:
     ]
     assert doc["services"] == [good_service]
     spec = {"calculations": [{"op": "COUNT"}], "breakdowns": ["name"], "time_range": 3600}
-    got = {r["name"]: r["COUNT"] for r in run_query(client, good_service, spec)}
+    got = {r["name"]: r["COUNT"] for r in query_rows(client, good_service, spec)}
     assert got == {f"{good_service}-op-0": 1, f"{good_service}-op-1": 1}
     names = [d["name"] for d in client.get("/1/datasets").json()]
     assert good_service in names
@@ -218,7 +187,7 @@ def test_logs_partial_success(client):
     assert partial.error_message == f"1 log records rejected: {INVALID_SERVICE_NAME}"
     wait_flushed(client)
     spec = {"calculations": [{"op": "COUNT"}], "breakdowns": ["body"], "time_range": 3600}
-    got = {r["body"]: r["COUNT"] for r in run_query(client, "log-good", spec)}
+    got = {r["body"]: r["COUNT"] for r in query_rows(client, "log-good", spec)}
     assert got == {"kept one": 1, "kept two": 1}
 
 

@@ -22,17 +22,6 @@ MS = 1_000_000
 SERVICES = ("frontend", "payments", "catalog", "worker")
 
 
-@pytest.fixture(scope="module")
-def key(server):
-    return server.create_key("ingest,query")
-
-
-@pytest.fixture(scope="module")
-def client(server, key):
-    with server.client(key) as c:
-        yield c
-
-
 class Sender:
     """One TracerProvider (and real OTLP/HTTP exporter) per service."""
 
