@@ -199,7 +199,9 @@ def bench(store: DuckDBStore, rows: int, runs: int) -> None:
     print(f"  {'trace by id (store.get_trace)':48s} {indexed[0]:9.1f} {indexed[1]:9.1f}")
 
 
-def main() -> int:
+def run_stores(bench_fn) -> int:
+    """Parse ``--rows/--runs/--dir``, then build (or reuse) each store and run ``bench_fn(store,
+    rows, runs)`` on it (``bench/trace_search.py`` uses the same stores)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", default="1000000,10000000")
     ap.add_argument("--runs", type=int, default=5)
@@ -211,10 +213,14 @@ def main() -> int:
     for rows in (int(r) for r in args.rows.split(",")):
         store = build(Path(args.dir) / f"{rows}" / "store.duckdb", rows)
         try:
-            bench(store, rows, args.runs)
+            bench_fn(store, rows, args.runs)
         finally:
             store.close()
     return 0
+
+
+def main() -> int:
+    return run_stores(bench)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ and process CPU (DuckDB runs 2 threads), and how many traces came back.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -21,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from query_latency import DAY, T0_S, build
+from query_latency import DAY, T0_S, run_stores
 
 from tracehive.query.spec import parse_spec
 from tracehive.storage.api import Scope
@@ -82,21 +81,7 @@ def bench(store: DuckDBStore, rows: int, runs: int) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", default="1000000,10000000")
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--dir", default="/tmp/tracehive-bench")
-    args = ap.parse_args()
-    if Path(args.dir).resolve().is_relative_to(Path(__file__).resolve().parent.parent):
-        print("--dir must be outside the repository", file=sys.stderr)
-        return 2
-    for rows in (int(r) for r in args.rows.split(",")):
-        store = build(Path(args.dir) / f"{rows}" / "store.duckdb", rows)
-        try:
-            bench(store, rows, args.runs)
-        finally:
-            store.close()
-    return 0
+    return run_stores(bench)
 
 
 if __name__ == "__main__":
