@@ -34,15 +34,33 @@ def _kv(key, value):
     return common_pb2.KeyValue(key=key, value=v)
 
 
-def build_payload(rng: random.Random, now_ns: int, spans_per_batch: int = 512) -> bytes:
-    service = rng.choice(SERVICES)
-    resource = [
-        _kv("service.name", service),
+def _resource(rng: random.Random) -> list:
+    """One service's resource attributes, as the Python SDK sends them."""
+    return [
+        _kv("service.name", rng.choice(SERVICES)),
         _kv("host.name", f"ip-10-0-0-{rng.randint(1, 9)}"),
         _kv("telemetry.sdk.language", "python"),
         _kv("telemetry.sdk.name", "opentelemetry"),
         _kv("telemetry.sdk.version", "1.45.2"),
     ]
+
+
+def _request(resource: list, spans: list) -> bytes:
+    """One resource, one scope (the Flask instrumentation's), as BatchSpanProcessor exports."""
+    rs = trace_pb2.ResourceSpans(
+        resource={"attributes": resource},
+        scope_spans=[
+            trace_pb2.ScopeSpans(
+                scope={"name": "opentelemetry.instrumentation.flask", "version": "0.66b1"},
+                spans=spans,
+            )
+        ],
+    )
+    return trace_service_pb2.ExportTraceServiceRequest(resource_spans=[rs]).SerializeToString()
+
+
+def build_payload(rng: random.Random, now_ns: int, spans_per_batch: int = 512) -> bytes:
+    resource = _resource(rng)
     spans = []
     i = 0
     while i < spans_per_batch:
@@ -82,16 +100,7 @@ def build_payload(rng: random.Random, now_ns: int, spans_per_batch: int = 512) -
                 span.status.code = 2
             spans.append(span)
         i += n
-    rs = trace_pb2.ResourceSpans(
-        resource={"attributes": resource},
-        scope_spans=[
-            trace_pb2.ScopeSpans(
-                scope={"name": "opentelemetry.instrumentation.flask", "version": "0.66b1"},
-                spans=spans,
-            )
-        ],
-    )
-    return trace_service_pb2.ExportTraceServiceRequest(resource_spans=[rs]).SerializeToString()
+    return _request(resource, spans)
 
 
 # -- "cruddur": traces shaped like the tutorial's instrumented backend-flask ------------------
@@ -134,14 +143,7 @@ def _child(rng, trace_id, parent, start, name, kind, attrs):
 
 
 def build_cruddur_payload(rng: random.Random, now_ns: int, spans_per_batch: int = 512) -> bytes:
-    service = rng.choice(SERVICES)
-    resource = [
-        _kv("service.name", service),
-        _kv("host.name", f"ip-10-0-0-{rng.randint(1, 9)}"),
-        _kv("telemetry.sdk.language", "python"),
-        _kv("telemetry.sdk.name", "opentelemetry"),
-        _kv("telemetry.sdk.version", "1.45.2"),
-    ]
+    resource = _resource(rng)
     spans: list = []
     while len(spans) < spans_per_batch:
         trace_id, root = os.urandom(16), os.urandom(8)
@@ -211,16 +213,7 @@ def build_cruddur_payload(rng: random.Random, now_ns: int, spans_per_batch: int 
         for j in range(1, n):
             name, kind, attrs = children[(j - 1) % len(children)]
             spans.append(_child(rng, trace_id, root, start + j * 50_000, name, kind, attrs))
-    rs = trace_pb2.ResourceSpans(
-        resource={"attributes": resource},
-        scope_spans=[
-            trace_pb2.ScopeSpans(
-                scope={"name": "opentelemetry.instrumentation.flask", "version": "0.66b1"},
-                spans=spans,
-            )
-        ],
-    )
-    return trace_service_pb2.ExportTraceServiceRequest(resource_spans=[rs]).SerializeToString()
+    return _request(resource, spans)
 
 
 PAYLOADS = {"worst": build_payload, "cruddur": build_cruddur_payload}
