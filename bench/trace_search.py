@@ -12,15 +12,13 @@ and process CPU (DuckDB runs 2 threads), and how many traces came back.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from query_latency import DAY, T0_S, run_stores
+from query_latency import DAY, T0_S, run_stores, timed
 
 from tracehive.query.spec import parse_spec
 from tracehive.storage.api import Scope
@@ -55,17 +53,6 @@ SEARCHES: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], int]] = {
 }
 
 
-def timed(fn, runs: int) -> tuple[float, float, Any]:
-    out = fn()  # warm-up
-    walls, cpus = [], []
-    for _ in range(runs):
-        c, t = time.process_time(), time.perf_counter()
-        fn()
-        walls.append((time.perf_counter() - t) * 1000)
-        cpus.append((time.process_time() - c) * 1000)
-    return statistics.median(walls), statistics.median(cpus), out
-
-
 def bench(store: DuckDBStore, rows: int, runs: int) -> None:
     window = {"start_time": T0_S, "end_time": T0_S + DAY}
     print(f"\n{rows:,} rows (median of {runs}; load average {os.getloadavg()[0]:.2f})")
@@ -76,7 +63,8 @@ def bench(store: DuckDBStore, rows: int, runs: int) -> None:
         def q(spec=spec, trace_filters=trace_filters, limit=limit):
             return store.search_traces(Scope(1, None), spec, trace_filters, T0_S + DAY, limit)
 
-        wall, cpu, found = timed(q, runs)
+        found = q()
+        wall, cpu = timed(q, runs)
         print(f"  {label:52s} {wall:9.1f} {cpu:9.1f} {len(found):7d}", flush=True)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import duckdb
 import numpy as np
 import pytest
@@ -78,3 +80,31 @@ def test_planned_grid_flags_values_beyond_its_slack():
     merged = HeatmapEdges.of(64, 199, grid, NumExpr("x", None, True))
     assert merged.count <= 50 and merged.factor == 4
     assert merged.index(np.array([64, 67, 68, 199])).tolist() == [0, 0, 1, 33]
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(-50, 50), st.integers(0, 30)).map(lambda t: (t[0], t[0] + t[1])),
+        max_size=30,
+    ),
+    st.integers(1, 6),
+    st.booleans(),
+    st.booleans(),
+)
+def test_merged_ranges_are_few_disjoint_and_cover_every_input(ranges, most, open_lo, open_hi):
+    from tracehive.storage.duckdb.distribution import merge_ranges
+
+    if open_lo and ranges:
+        ranges = [(None, ranges[0][1]), *ranges[1:]]
+    if open_hi and ranges:
+        ranges = [*ranges[:-1], (ranges[-1][0], None)]
+    merged = merge_ranges(ranges, most)
+    assert len(merged) <= max(most, 0) and bool(merged) == bool(ranges)
+    for (_, hi), (lo, _) in itertools.pairwise(merged):
+        assert hi is not None and lo is not None and hi < lo  # ascending, disjoint
+    for lo, hi in ranges:
+        assert any(
+            (m_lo is None or (lo is not None and m_lo <= lo))
+            and (m_hi is None or (hi is not None and hi <= m_hi))
+            for m_lo, m_hi in merged
+        )

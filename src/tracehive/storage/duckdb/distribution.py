@@ -169,17 +169,25 @@ def make_grid(lo: Any, hi: Any, is_int: bool, bands: list[tuple[Any, Any]], exac
     return Grid(origin, width, _bands(bands, is_int), nb, is_int, exact)
 
 
-def _bands(ranges: list[tuple[Any, Any]], is_int: bool) -> tuple[Band, ...]:
+def merge_ranges(ranges: list[tuple[Any, Any]], most: int) -> list[list[Any]]:
+    """[lo, hi] ranges (None: unbounded on that side) merged where they overlap, then the
+    closest neighbours joined until at most ``most`` remain; ascending."""
     merged: list[list[Any]] = []
-    for lo, hi in sorted(r for r in ranges if r[0] is not None and r[1] is not None):
-        if merged and lo <= merged[-1][1]:
-            merged[-1][1] = max(hi, merged[-1][1])
+    for lo, hi in sorted(ranges, key=lambda r: (r[0] is not None, r[0])):
+        if merged and (merged[-1][1] is None or lo is None or lo <= merged[-1][1]):
+            merged[-1][1] = None if merged[-1][1] is None or hi is None else max(hi, merged[-1][1])
         else:
             merged.append([lo, hi])
-    while len(merged) > MAX_BANDS:  # join the closest neighbours
+    while len(merged) > most:  # join the closest neighbours
         gaps = [merged[i + 1][0] - merged[i][1] for i in range(len(merged) - 1)]
         i = gaps.index(min(gaps))
         merged[i : i + 2] = [[merged[i][0], merged[i + 1][1]]]
+    return merged
+
+
+def _bands(ranges: list[tuple[Any, Any]], is_int: bool) -> tuple[Band, ...]:
+    bounded = [r for r in ranges if r[0] is not None and r[1] is not None]
+    merged = merge_ranges(bounded, MAX_BANDS)
     out = []
     for lo, hi in merged:
         if is_int:

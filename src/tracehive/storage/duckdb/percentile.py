@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from tracehive.storage.duckdb.compile import NumExpr, Params
-from tracehive.storage.duckdb.distribution import Grid
+from tracehive.storage.duckdb.distribution import Grid, merge_ranges
 from tracehive.storage.duckdb.source import Source, execute, hash_sql, temp_name
 
 MAX_PREFILTER_RANGES = 16
@@ -255,17 +255,7 @@ def _runs(values: list[int]) -> list[tuple[int, int]]:
 def _prefilter(xs: str, grid: Grid, codes: list[int], params: Params) -> str:
     """The target codes' value ranges, merged, as a predicate the scan can evaluate cheaply;
     the join on the exact code decides. Float ranges are widened against rounding."""
-    ranges = sorted((grid.code_range(c) for c in codes), key=lambda r: (r[0] is not None, r[0]))
-    merged: list[list[Any]] = []
-    for lo, hi in ranges:
-        if merged and (merged[-1][1] is None or lo is None or lo <= merged[-1][1]):
-            merged[-1][1] = None if merged[-1][1] is None or hi is None else max(hi, merged[-1][1])
-        else:
-            merged.append([lo, hi])
-    while len(merged) > MAX_PREFILTER_RANGES:  # join the closest neighbours
-        gaps = [merged[i + 1][0] - merged[i][1] for i in range(len(merged) - 1)]
-        i = gaps.index(min(gaps))
-        merged[i : i + 2] = [[merged[i][0], merged[i + 1][1]]]
+    merged = merge_ranges([grid.code_range(c) for c in codes], MAX_PREFILTER_RANGES)
     eps = 0 if grid.is_int else abs(grid.width) * 1e-6
     preds = []
     for lo, hi in merged:
