@@ -22,6 +22,7 @@ from tracehive.model.batch import EventBatch
 from tracehive.query.spec import parse_spec
 from tracehive.storage.api import Scope
 from tracehive.storage.arrow import to_arrow
+from tracehive.storage.duckdb import trace_ids
 from tracehive.storage.duckdb.backend import DuckDBStore
 from tracehive.storage.duckdb.query import run_query
 from tracehive.storage.duckdb.trace_index import rebuild_sql
@@ -85,8 +86,8 @@ def build(path: Path, rows: int) -> DuckDBStore:
         SELECT 1, 1 + (i // 8) % 5, i // 65536,
                {T0_S * 10**9} + i * {DAY * 10**9 // rows},
                CAST(exp(16.1 + 1.0 * sqrt(-2 * ln({u1})) * cos(2 * pi() * {u2})) AS BIGINT),
-               unhex(md5(CAST(i // 8 AS VARCHAR))), hash(i), CASE WHEN i % 8 = 0 THEN NULL
-               ELSE hash(i - 1 - (i % 8 > 1)::INT) END,
+               ('0x' || md5(CAST(i // 8 AS VARCHAR)))::UHUGEINT, hash(i),
+               CASE WHEN i % 8 = 0 THEN NULL ELSE hash(i - 1 - (i % 8 > 1)::INT) END,
                'op-' || (hash(i * 7) % 20), 'svc-' || ((i // 8) % 5), 'server',
                CASE WHEN hash(i * 11) % 100 < 2 THEN 2 ELSE 0 END, hash(i * 11) % 100 < 2,
                'span', 'opentelemetry.instrumentation.flask', '0.66b1', 1,
@@ -195,7 +196,7 @@ def bench(store: DuckDBStore, rows: int, runs: int) -> None:
         runs,
     )
     print(f"  {'trace by id (naive full scan)':48s} {naive[0]:9.1f} {naive[1]:9.1f}")
-    indexed = timed(lambda: store.get_trace(1, bytes(tid)), runs)
+    indexed = timed(lambda: store.get_trace(1, trace_ids.to_bytes(tid)), runs)
     print(f"  {'trace by id (store.get_trace)':48s} {indexed[0]:9.1f} {indexed[1]:9.1f}")
 
 

@@ -1,5 +1,6 @@
-"""The trace index: 5-byte keys, written sorted per batch; stores of schemas 1 and 2 (8- and
-4-byte keys) rebuild their index on open and still find their traces."""
+"""Trace ids (UHUGEINT halves) and the trace index (5-byte keys, written sorted per batch);
+stores of schemas 1-3 (BLOB ids; 8- and 4-byte keys in 1 and 2) migrate on open and still find
+their traces."""
 
 from __future__ import annotations
 
@@ -17,20 +18,38 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "query"))
 from query_fixtures import NS, T0_S, Fixture
 
 from tracehive.storage.api import StorageError
+from tracehive.storage.duckdb import trace_ids
 from tracehive.storage.duckdb.backend import DuckDBStore
 from tracehive.storage.duckdb.trace_index import keys_of, trace_key, trace_keys
 
 ids16 = st.binary(min_size=16, max_size=16)
 
 
-@given(st.lists(st.one_of(ids16, st.none(), st.binary(max_size=20)), max_size=40))
-def test_keys_are_the_sorted_distinct_prefixes_of_the_16_byte_ids(values):
-    got = trace_keys(pa.chunked_array([pa.array(values, pa.binary())]))
-    expect = sorted({int.from_bytes(v[:5], "big") for v in values if v and len(v) == 16})
-    assert got.tolist() == expect
-    full = [v for v in values if v and len(v) == 16]
-    if full:
-        assert keys_of(full).tolist() == [trace_key(v) for v in full]
+@given(st.lists(st.one_of(ids16, st.none()), max_size=40), st.integers(1, 3))
+def test_ids_split_into_halves_and_keys_are_the_sorted_distinct_prefixes(values, chunks):
+    cut = len(values) // chunks
+    parts = [values[i * cut : (i + 1) * cut] for i in range(chunks - 1)] + [
+        values[(chunks - 1) * cut :]
+    ]
+    column = pa.chunked_array([pa.array(p, pa.binary()) for p in parts], pa.binary())
+    hi, lo = trace_ids.split(column)
+    for v, h, low in zip(values, hi.to_pylist(), lo.to_pylist(), strict=True):
+        if v is None:
+            assert h is None and low is None
+        else:
+            assert trace_ids.to_bytes(h << 64 | low) == v and trace_ids.to_int(v) == h << 64 | low
+    expect = sorted({int.from_bytes(v[:5], "big") for v in values if v})
+    assert trace_keys(hi).tolist() == expect
+    full = [v for v in values if v]
+    assert keys_of([trace_ids.to_int(v) for v in full]).tolist() == [trace_key(v) for v in full]
+
+
+@given(st.lists(st.one_of(ids16, st.none()), max_size=5), st.binary(max_size=40))
+def test_an_id_of_another_length_is_refused(values, odd):
+    if len(odd) == 16:
+        odd += b"x"
+    with pytest.raises(ValueError, match="16 bytes"):
+        trace_ids.split(pa.array([*values, odd], pa.binary()))
 
 
 def _spans(trace_id: bytes, n: int) -> list[dict]:
@@ -47,16 +66,23 @@ def _spans(trace_id: bytes, n: int) -> list[dict]:
     ]
 
 
-@pytest.mark.parametrize(("version", "width", "sql_type"), [(1, 8, "UBIGINT"), (2, 4, "UINTEGER")])
-def test_older_store_rebuilds_its_index_and_finds_its_traces(tmp_path, version, width, sql_type):
+@pytest.mark.parametrize(
+    ("version", "width", "sql_type"), [(1, 8, "UBIGINT"), (2, 4, "UINTEGER"), (3, 5, "UBIGINT")]
+)
+def test_older_store_migrates_and_finds_its_traces(tmp_path, version, width, sql_type):
     path = tmp_path / "store.duckdb"
     store = DuckDBStore(path)
     fx = Fixture(store)
     ids = [os.urandom(16) for _ in range(3)]
     for i, tid in enumerate(ids):
         fx.add(_spans(tid, i + 2))
+    fx.add([{"ts_ns": T0_S * NS, "signal": "log", "body": "no trace", "attributes": {}}])
     store.close()
-    con = duckdb.connect(str(path))  # turn it back into the older schema's index
+    con = duckdb.connect(str(path))  # turn it back into the older schema: BLOB ids, its index
+    con.execute(
+        "ALTER TABLE events ALTER COLUMN trace_id SET DATA TYPE BLOB "
+        "USING unhex(lpad(hex(trace_id), 32, '0'))"
+    )
     con.execute("DROP TABLE trace_index")
     con.execute(f"CREATE TABLE trace_index (trace_key {sql_type} NOT NULL, seq UBIGINT NOT NULL)")
     for seq, tid in enumerate(ids, start=1):
@@ -66,11 +92,13 @@ def test_older_store_rebuilds_its_index_and_finds_its_traces(tmp_path, version, 
     store = DuckDBStore(path)
     try:
         for i, tid in enumerate(ids):
-            assert len(store.get_trace(1, tid)) == i + 2
+            rows = store.get_trace(1, tid)
+            assert len(rows) == i + 2 and {r["trace.trace_id"] for r in rows} == {tid.hex()}
         con = store.cursor()
         assert con.execute(
             "SELECT value FROM store_state WHERE key = 'schema_version'"
-        ).fetchone() == (3,)
+        ).fetchone() == (4,)
+        assert con.execute("SELECT count(*) FROM events WHERE trace_id IS NULL").fetchone() == (1,)
         assert sorted(con.execute("SELECT trace_key, seq FROM trace_index").fetchall()) == sorted(
             (trace_key(tid), seq) for seq, tid in enumerate(ids, start=1)
         )

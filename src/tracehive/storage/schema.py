@@ -43,7 +43,7 @@ class FixedColumn:
 
     ``expr``: SQL giving the user-facing value (``{c}`` is the physical column).
     ``literal``: how a filter literal is turned into the physical type: ``plain`` (compare ``expr``
-    with the value), ``trace_id`` (hex or X-Ray id -> BLOB), ``span_id`` (16 hex -> UBIGINT),
+    with the value), ``trace_id`` (hex or X-Ray id -> UHUGEINT), ``span_id`` (16 hex -> UBIGINT),
     ``duration`` (ms -> ns, compares the physical column so zone maps prune).
     """
 
@@ -71,7 +71,7 @@ FIXED: dict[str, FixedColumn] = {
             "strftime(make_timestamp({c} // 1000), '%Y-%m-%dT%H:%M:%S.%fZ')",
         ),
         _f("duration_ms", "dur_ns", "float", "({c} / 1e6)", "duration"),
-        _f("trace.trace_id", "trace_id", "string", "lower(hex({c}))", "trace_id"),
+        _f("trace.trace_id", "trace_id", "string", "lower(lpad(hex({c}), 32, '0'))", "trace_id"),
         _f("trace.span_id", "span_id", "string", "lower(printf('%016x', {c}))", "span_id"),
         _f("trace.parent_id", "parent_id", "string", "lower(printf('%016x', {c}))", "span_id"),
         _f("name", "name", "string"),
@@ -110,7 +110,7 @@ PHYSICAL_FIXED: tuple[tuple[str, str], ...] = (
     ("seq", "UBIGINT"),  # write-batch number: lets the trace index point at a few row groups
     ("ts_ns", "BIGINT"),
     ("dur_ns", "BIGINT"),
-    ("trace_id", "BLOB"),
+    ("trace_id", "UHUGEINT"),  # the 16 bytes big-endian (storage/duckdb/trace_ids.py)
     ("span_id", "UBIGINT"),
     ("parent_id", "UBIGINT"),
     ("name", "VARCHAR"),

@@ -23,6 +23,7 @@ from typing import Any
 from tracehive.model.ids import InvalidId, span_id_from_hex, trace_id_from_any
 from tracehive.query.spec import Filter, Scalar, SpecError
 from tracehive.storage.api import Scope
+from tracehive.storage.duckdb import trace_ids
 from tracehive.storage.duckdb.dialect import COMPARISONS, NEGATED, STRING_OPS
 from tracehive.storage.schema import NUMERIC_TYPES, FixedColumn, TypedColumn, ValueType, read_type
 
@@ -241,7 +242,7 @@ def _duration(part: Part, op: str, value: Any, params: Params) -> str | None:
 
 def _ids(part: Part, op: str, value: Any, params: Params, lenient: bool) -> str | None:
     values = value if op == "in" else (value,)
-    parse = trace_id_from_any if part.literal == "trace_id" else span_id_from_hex
+    parse = _trace_id if part.literal == "trace_id" else span_id_from_hex
     ids = []
     for v in values:
         try:
@@ -254,6 +255,10 @@ def _ids(part: Part, op: str, value: Any, params: Params, lenient: bool) -> str 
     if op == "=":
         return f"({part.physical} = {params(ids[0])})"
     return f"({part.physical} IN ({', '.join(params(i) for i in dict.fromkeys(ids))}))"
+
+
+def _trace_id(text: str) -> int:
+    return trace_ids.to_int(trace_id_from_any(text))
 
 
 def _ms_to_ns(value: Any) -> Decimal | None:

@@ -1,4 +1,5 @@
--- tracehive embedded store, schema version 3 (trace index keys: 8 bytes in 1, 4 in 2, 5 in 3).
+-- tracehive embedded store, schema version 4 (trace index keys: 8 bytes in 1, 4 in 2, 5 since 3;
+-- trace ids BLOB until 3, UHUGEINT since 4).
 -- The events table's fixed columns are generated
 -- from storage/schema.py (PHYSICAL_FIXED); attribute columns a<N> are added as keys appear.
 CREATE TABLE IF NOT EXISTS attr_columns (
@@ -26,7 +27,7 @@ CREATE TABLE IF NOT EXISTS store_state (
     key VARCHAR PRIMARY KEY,
     value BIGINT NOT NULL
 );
-INSERT OR IGNORE INTO store_state VALUES ('schema_version', 3), ('wal_position', 0), ('wal_partial', 0),
+INSERT OR IGNORE INTO store_state VALUES ('schema_version', 4), ('wal_position', 0), ('wal_partial', 0),
     ('seq', 0);
 CREATE TABLE IF NOT EXISTS metric_points (
     env_id USMALLINT NOT NULL,

@@ -20,8 +20,9 @@ import pyarrow.compute as pc
 
 KEY_BYTES = 5
 SQL_TYPE = "UBIGINT"
-#: The key of a 16-byte ``trace_id`` in SQL (used to rebuild the index from ``events``).
-KEY_SQL = f"('0x' || left(hex(trace_id), {2 * KEY_BYTES}))::{SQL_TYPE}"
+_SHIFT = 128 - 8 * KEY_BYTES
+#: The key of a ``trace_id`` (UHUGEINT, see trace_ids.py) in SQL (rebuilds the index).
+KEY_SQL = f"(trace_id >> {_SHIFT})::{SQL_TYPE}"
 
 
 def trace_key(trace_id: bytes) -> int:
@@ -29,34 +30,18 @@ def trace_key(trace_id: bytes) -> int:
     return int.from_bytes(trace_id[:KEY_BYTES], "big")
 
 
-def _keys(raw: np.ndarray) -> np.ndarray:
-    """Rows of 16 id bytes -> their keys as uint64 (the prefix, big-endian, zero-extended)."""
-    wide = np.zeros((len(raw), 8), dtype=np.uint8)
-    wide[:, 8 - KEY_BYTES :] = raw[:, :KEY_BYTES]
-    return wide.view(">u8").ravel().astype(np.uint64)
+def trace_keys(high_halves: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Distinct index keys, sorted, as uint64, of a column of trace ids given by their high
+    64 bits (``trace_ids.split``; nulls are rows without a trace)."""
+    hi = pc.drop_null(high_halves)
+    if isinstance(hi, pa.ChunkedArray):
+        hi = hi.combine_chunks()
+    return np.unique(hi.to_numpy(zero_copy_only=False) >> np.uint64(64 - 8 * KEY_BYTES))
 
 
-def trace_keys(trace_ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Distinct index keys of a column of trace ids (16-byte ones only), sorted, as uint64."""
-    ids = pc.drop_null(trace_ids)
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    if len(ids) == 0:
-        return np.empty(0, np.uint64)
-    lengths = pc.binary_length(ids)
-    if pc.min(lengths).as_py() != 16 or pc.max(lengths).as_py() != 16:
-        ids = pa.array(pc.filter(ids, pc.equal(lengths, 16)).to_pylist(), pa.binary())
-        if len(ids) == 0:
-            return np.empty(0, np.uint64)
-    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32)
-    data = np.frombuffer(ids.buffers()[2], dtype=np.uint8)
-    start = int(offsets[ids.offset])
-    return np.unique(_keys(data[start : start + 16 * len(ids)].reshape(-1, 16)))
-
-
-def keys_of(ids: list[bytes]) -> np.ndarray:
-    """The index key of each 16-byte trace id, in order, as uint64."""
-    return _keys(np.frombuffer(b"".join(ids), dtype=np.uint8).reshape(-1, 16))
+def keys_of(ids: list[int]) -> np.ndarray:
+    """The index key of each trace id (an int, see trace_ids.py), in order, as uint64."""
+    return np.array([i >> _SHIFT for i in ids], dtype=np.uint64)
 
 
 def rebuild_sql() -> list[str]:
@@ -67,5 +52,5 @@ def rebuild_sql() -> list[str]:
         "DROP TABLE IF EXISTS trace_index",
         f"CREATE TABLE trace_index (trace_key {SQL_TYPE} NOT NULL, seq UBIGINT NOT NULL)",
         f"INSERT INTO trace_index SELECT DISTINCT {KEY_SQL}, seq FROM events "
-        "WHERE octet_length(trace_id) = 16 ORDER BY seq, 1",
+        "WHERE trace_id IS NOT NULL ORDER BY seq, 1",
     ]

@@ -56,6 +56,7 @@ import pyarrow as pa
 from tracehive.query.spec import QuerySpec, SpecError
 from tracehive.query.spec_parse import parse_filter
 from tracehive.storage.api import Scope, TraceSummary
+from tracehive.storage.duckdb import trace_ids
 from tracehive.storage.duckdb.compile import (
     Params,
     Resolver,
@@ -197,8 +198,8 @@ class _Search:
         self.lo = self.w1  # [lo, w1) has been scanned
         self.found = 0  # candidates found in [lo, w1) (a trace found in two slices: twice)
         self.last_found = 0  # ... in the last slice
-        self.pending: dict[bytes, int] = {}  # trace id -> upper bound of its start
-        self.seen: set[bytes] = set()  # summarized
+        self.pending: dict[int, int] = {}  # trace id -> upper bound of its start
+        self.seen: set[int] = set()  # summarized
         self.passed: list[TraceSummary] = []
         self.batch = 0
         self.checked_lo: int | None = None
@@ -276,7 +277,7 @@ class _Search:
         self.found += len(rows)
         self.last_found = len(rows)
         for tid, first in rows:
-            tid = bytes(tid)
+            tid = int(tid)
             if tid in self.seen:
                 continue
             bound = self.w1 if first is None else int(first)
@@ -307,7 +308,7 @@ class _Search:
         for r in rows:
             self.passed.append(
                 TraceSummary(
-                    bytes(r[0]),
+                    trace_ids.to_bytes(r[0]),
                     int(r[1]),
                     float(r[2]),
                     int(r[3]),
@@ -323,7 +324,7 @@ class _Search:
         p = self.params
         where = (
             f"env_id = {self.env} AND ts_ns >= {p(self.w0)} AND ts_ns < {p(self.w1)} "
-            f"AND {seq_filter} AND trace_id IN (SELECT trace_id FROM {{ids}})"
+            f"AND {seq_filter} AND trace_id IN (SELECT {trace_ids.JOIN_SQL} FROM {{ids}})"
         )
         passes = f"coalesce({self.having}, FALSE)"
         names = ", ".join(SUMMARY_COLUMNS)
@@ -340,10 +341,10 @@ class _Search:
             f"GROUP BY trace_id) SELECT trace_id, {passes} FROM s"
         )
         tested = execute(self.con, sql, p).fetchall()
-        keep = [bytes(r[0]) for r in tested if r[1]]
+        keep = [int(r[0]) for r in tested if r[1]]
         if not keep:
             return len(tested), []
-        with _registered(self.con, PASSING, pa.table({"trace_id": pa.array(keep, pa.binary())})):
+        with _registered(self.con, PASSING, trace_ids.id_table(keep)):
             sql = f"{SUMMARY_SQL} WHERE {where.format(ids=PASSING)} GROUP BY trace_id"
             return len(tested), execute(self.con, sql, p).fetchall()
 
@@ -380,16 +381,16 @@ class _Search:
             f"SELECT DISTINCT trace_id FROM events WHERE {self.matched} "
             f"AND ts_ns < {p(self.lo)} AND NOT ({ANCHOR}) AND {in_seqs}"
         )
-        ids = {bytes(r[0]) for r in execute(self.con, sql, p).fetchall()}
+        ids = {int(r[0]) for r in execute(self.con, sql, p).fetchall()}
         ids -= self.seen | self.pending.keys()
         if not ids:
             return False
         with _registered(self.con, CANDIDATES, _id_table(sorted(ids))):
             sql = (
                 f"SELECT DISTINCT trace_id FROM events WHERE {later} AND {SPAN} "
-                f"AND trace_id IN (SELECT trace_id FROM {CANDIDATES})"
+                f"AND trace_id IN (SELECT {trace_ids.JOIN_SQL} FROM {CANDIDATES})"
             )
-            late = [bytes(r[0]) for r in execute(self.con, sql, p).fetchall()]
+            late = [int(r[0]) for r in execute(self.con, sql, p).fetchall()]
         for tid in late:
             self.pending[tid] = self.w1
         return bool(late)
@@ -423,9 +424,9 @@ def _index_gap(what: str) -> None:
         log.warning("trace search: %s; reading the whole window instead (slow)", what)
 
 
-def _id_table(ids: list[bytes]) -> pa.Table:
-    """Trace ids with their trace-index keys (``trace_index.keys_of``)."""
-    return pa.table({"trace_id": pa.array(ids, pa.binary()), "trace_key": keys_of(ids)})
+def _id_table(ids: list[int]) -> pa.Table:
+    """Trace ids (``trace_ids.id_table``) with their trace-index keys (``trace_index.keys_of``)."""
+    return trace_ids.id_table(ids).append_column("trace_key", pa.array(keys_of(ids)))
 
 
 def _seq_filter(seqs: list[int]) -> str:
