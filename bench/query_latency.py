@@ -22,7 +22,6 @@ from tracehive.model.batch import EventBatch
 from tracehive.query.spec import parse_spec
 from tracehive.storage.api import Scope
 from tracehive.storage.arrow import to_arrow
-from tracehive.storage.duckdb import trace_ids
 from tracehive.storage.duckdb.backend import DuckDBStore
 from tracehive.storage.duckdb.query import run_query
 from tracehive.storage.duckdb.trace_index import rebuild_sql
@@ -196,7 +195,7 @@ def bench(store: DuckDBStore, rows: int, runs: int) -> None:
         runs,
     )
     print(f"  {'trace by id (naive full scan)':48s} {naive[0]:9.1f} {naive[1]:9.1f}")
-    indexed = timed(lambda: store.get_trace(1, trace_ids.to_bytes(tid)), runs)
+    indexed = timed(lambda: store.get_trace(1, int(tid).to_bytes(16, "big")), runs)
     print(f"  {'trace by id (store.get_trace)':48s} {indexed[0]:9.1f} {indexed[1]:9.1f}")
 
 

@@ -20,9 +20,8 @@ import pyarrow.compute as pc
 
 KEY_BYTES = 5
 SQL_TYPE = "UBIGINT"
-_SHIFT = 128 - 8 * KEY_BYTES
 #: The key of a ``trace_id`` (UHUGEINT, see trace_ids.py) in SQL (rebuilds the index).
-KEY_SQL = f"(trace_id >> {_SHIFT})::{SQL_TYPE}"
+KEY_SQL = f"(trace_id >> {128 - 8 * KEY_BYTES})::{SQL_TYPE}"
 
 
 def trace_key(trace_id: bytes) -> int:
@@ -39,9 +38,12 @@ def trace_keys(high_halves: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.unique(hi.to_numpy(zero_copy_only=False) >> np.uint64(64 - 8 * KEY_BYTES))
 
 
-def keys_of(ids: list[int]) -> np.ndarray:
-    """The index key of each trace id (an int, see trace_ids.py), in order, as uint64."""
-    return np.array([i >> _SHIFT for i in ids], dtype=np.uint64)
+def keys_of(ids: list[bytes]) -> np.ndarray:
+    """The index key of each 16-byte trace id, in order, as uint64."""
+    raw = np.frombuffer(b"".join(ids), dtype=np.uint8).reshape(-1, 16)
+    wide = np.zeros((len(raw), 8), dtype=np.uint8)
+    wide[:, 8 - KEY_BYTES :] = raw[:, :KEY_BYTES]
+    return wide.view(">u8").ravel().astype(np.uint64)
 
 
 def rebuild_sql() -> list[str]:

@@ -108,7 +108,7 @@ CHEAP_FIELDS = {"duration_ms", "span_count", "error"}
 
 def _summary_sql(columns: Iterable[str]) -> str:
     return (
-        "SELECT trace_id, "
+        f"SELECT {trace_ids.as_bytes()} AS tid, "
         + ", ".join(f"{SUMMARY_COLUMNS[c]} AS {c}" for c in columns)
         + " FROM events"
     )
@@ -198,8 +198,8 @@ class _Search:
         self.lo = self.w1  # [lo, w1) has been scanned
         self.found = 0  # candidates found in [lo, w1) (a trace found in two slices: twice)
         self.last_found = 0  # ... in the last slice
-        self.pending: dict[int, int] = {}  # trace id -> upper bound of its start
-        self.seen: set[int] = set()  # summarized
+        self.pending: dict[bytes, int] = {}  # trace id -> upper bound of its start
+        self.seen: set[bytes] = set()  # summarized
         self.passed: list[TraceSummary] = []
         self.batch = 0
         self.checked_lo: int | None = None
@@ -270,14 +270,14 @@ class _Search:
             lo = self.w0
         p = self.params
         sql = (
-            f"SELECT trace_id, min(ts_ns) FILTER (WHERE {ANCHOR}) FROM events "
+            f"SELECT {trace_ids.as_bytes()}, min(ts_ns) FILTER (WHERE {ANCHOR}) FROM events "
             f"WHERE {self.matched} AND ts_ns >= {p(lo)} AND ts_ns < {p(hi)} GROUP BY trace_id"
         )
         rows = execute(self.con, sql, p).fetchall()
         self.found += len(rows)
         self.last_found = len(rows)
         for tid, first in rows:
-            tid = int(tid)
+            tid = bytes(tid)
             if tid in self.seen:
                 continue
             bound = self.w1 if first is None else int(first)
@@ -308,7 +308,7 @@ class _Search:
         for r in rows:
             self.passed.append(
                 TraceSummary(
-                    trace_ids.to_bytes(r[0]),
+                    bytes(r[0]),
                     int(r[1]),
                     float(r[2]),
                     int(r[3]),
@@ -331,17 +331,17 @@ class _Search:
         if not self.prefilter:
             sql = (
                 f"WITH s AS ({SUMMARY_SQL} WHERE {where.format(ids=CANDIDATES)} "
-                f"GROUP BY trace_id) SELECT trace_id, {names}, {passes} FROM s"
+                f"GROUP BY trace_id) SELECT tid, {names}, {passes} FROM s"
             )
             rows = execute(self.con, sql, p).fetchall()
             return len(rows), [r[:-1] for r in rows if r[-1]]
         # Trace filters on cheap columns only: test them first, summarize the passing traces.
         sql = (
             f"WITH s AS ({_summary_sql(CHEAP_COLUMNS)} WHERE {where.format(ids=CANDIDATES)} "
-            f"GROUP BY trace_id) SELECT trace_id, {passes} FROM s"
+            f"GROUP BY trace_id) SELECT tid, {passes} FROM s"
         )
         tested = execute(self.con, sql, p).fetchall()
-        keep = [int(r[0]) for r in tested if r[1]]
+        keep = [bytes(r[0]) for r in tested if r[1]]
         if not keep:
             return len(tested), []
         with _registered(self.con, PASSING, trace_ids.id_table(keep)):
@@ -378,19 +378,19 @@ class _Search:
             _index_gap("write batches with spans have no trace_index rows")
         in_seqs = _seq_filter(seqs) if seqs else "TRUE"  # no seqs: an incomplete index
         sql = (
-            f"SELECT DISTINCT trace_id FROM events WHERE {self.matched} "
-            f"AND ts_ns < {p(self.lo)} AND NOT ({ANCHOR}) AND {in_seqs}"
+            f"SELECT {trace_ids.as_bytes()} FROM events WHERE {self.matched} "
+            f"AND ts_ns < {p(self.lo)} AND NOT ({ANCHOR}) AND {in_seqs} GROUP BY trace_id"
         )
-        ids = {int(r[0]) for r in execute(self.con, sql, p).fetchall()}
+        ids = {bytes(r[0]) for r in execute(self.con, sql, p).fetchall()}
         ids -= self.seen | self.pending.keys()
         if not ids:
             return False
         with _registered(self.con, CANDIDATES, _id_table(sorted(ids))):
             sql = (
-                f"SELECT DISTINCT trace_id FROM events WHERE {later} AND {SPAN} "
-                f"AND trace_id IN (SELECT {trace_ids.JOIN_SQL} FROM {CANDIDATES})"
+                f"SELECT {trace_ids.as_bytes()} FROM events WHERE {later} AND {SPAN} "
+                f"AND trace_id IN (SELECT {trace_ids.JOIN_SQL} FROM {CANDIDATES}) GROUP BY trace_id"
             )
-            late = [int(r[0]) for r in execute(self.con, sql, p).fetchall()]
+            late = [bytes(r[0]) for r in execute(self.con, sql, p).fetchall()]
         for tid in late:
             self.pending[tid] = self.w1
         return bool(late)
@@ -424,7 +424,7 @@ def _index_gap(what: str) -> None:
         log.warning("trace search: %s; reading the whole window instead (slow)", what)
 
 
-def _id_table(ids: list[int]) -> pa.Table:
+def _id_table(ids: list[bytes]) -> pa.Table:
     """Trace ids (``trace_ids.id_table``) with their trace-index keys (``trace_index.keys_of``)."""
     return trace_ids.id_table(ids).append_column("trace_key", pa.array(keys_of(ids)))
 
