@@ -211,6 +211,8 @@ def test_count_distinct_is_exact_and_unweighted(data):
         calculations=[
             {"op": "COUNT_DISTINCT", "column": "user.id"},
             {"op": "COUNT_DISTINCT", "column": "mixed"},
+            {"op": "COUNT_DISTINCT", "column": "trace.trace_id"},
+            {"op": "COUNT_DISTINCT", "column": "trace.parent_id"},
         ],
         breakdowns=["service.name"],
     )
@@ -219,6 +221,10 @@ def test_count_distinct_is_exact_and_unweighted(data):
         assert got["COUNT_DISTINCT(user.id)"] == len({r["attributes"]["user.id"] for r in rows})
         mixed = {str(r["attributes"]["mixed"]) for r in rows if "mixed" in r["attributes"]}
         assert got["COUNT_DISTINCT(mixed)"] == len(mixed)
+        # id columns count their stored values (no hex formatting): same answer
+        assert got["COUNT_DISTINCT(trace.trace_id)"] == len({r["trace_id"] for r in rows})
+        parents = {r["parent_id"] for r in rows if r["parent_id"] is not None}
+        assert got["COUNT_DISTINCT(trace.parent_id)"] == len(parents)
 
 
 def _max_overlap(spans: list[tuple[int, int]], end: int) -> int:

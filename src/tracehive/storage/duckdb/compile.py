@@ -128,6 +128,15 @@ def value_expr(resolved: Resolved) -> str:
     return _coalesce([c.sql() for c in resolved], READ_SQL_TYPE[read_type(resolved)])
 
 
+def distinct_expr(resolved: Resolved) -> str:
+    """The column's value for COUNT_DISTINCT: ``value_expr``, except that an id column counts
+    its stored value, which its hex text maps one to one onto (formatting 10M trace ids as
+    text: ~1.4 s, counting the stored ones: ~0.1 s)."""
+    if isinstance(resolved, FixedColumn) and resolved.literal in ("trace_id", "span_id"):
+        return resolved.physical
+    return value_expr(resolved)
+
+
 def _coalesce(columns: list[str], sql_type: str) -> str:
     return "COALESCE(" + ", ".join(f"CAST({c} AS {sql_type})" for c in columns) + ")"
 

@@ -13,6 +13,7 @@ from tracehive.storage.duckdb.compile import (
     Params,
     Resolver,
     compile_filters,
+    distinct_expr,
     numeric_expr,
     scope_where,
     value_expr,
@@ -147,7 +148,7 @@ def _calc(i: int, calc: Calculation, resolve: Resolver, params: Params, exprs: E
     if resolved is None:
         raise SpecError(f"unknown column {calc.column!r}", f"{path}.column")
     if kind == "distinct":
-        return CalcPlan(i, calc, kind, y=exprs.add("y", value_expr(resolved)), pred=pred)
+        return CalcPlan(i, calc, kind, y=exprs.add("y", distinct_expr(resolved)), pred=pred)
     assert kind in NUMERIC_KINDS
     num = numeric_expr(calc.column, resolved, f"{path}.column", calc.op)
     return CalcPlan(
