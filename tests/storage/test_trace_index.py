@@ -141,3 +141,29 @@ def test_traces_sharing_a_key_stay_apart(tmp_path):
         assert len(store.get_trace(1, a)) == 3 and len(store.get_trace(1, b)) == 5
     finally:
         store.close()
+
+
+def test_a_failed_migration_names_the_cause_and_leaves_the_store_as_it_was(tmp_path):
+    path = tmp_path / "store.duckdb"
+    store = DuckDBStore(path)
+    Fixture(store).add(_spans(os.urandom(16), 2))
+    store.close()
+    con = duckdb.connect(str(path))  # a schema-3 store holding an id no UHUGEINT can take
+    con.execute(
+        "ALTER TABLE events ALTER COLUMN trace_id SET DATA TYPE BLOB "
+        "USING unhex(lpad(hex(trace_id), 32, '0'))"
+    )
+    con.execute("UPDATE events SET trace_id = ? WHERE span_id = 1", [b"\xff" * 20])
+    con.execute("UPDATE store_state SET value = 3 WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(StorageError, match="migrating the store from schema 3 failed"):
+        DuckDBStore(path)
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        assert con.execute(
+            "SELECT value FROM store_state WHERE key = 'schema_version'"
+        ).fetchone() == (3,)
+        types = con.execute("SELECT DISTINCT typeof(trace_id) FROM events").fetchall()
+        assert types == [("BLOB",)]
+    finally:
+        con.close()

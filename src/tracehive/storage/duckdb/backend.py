@@ -84,7 +84,11 @@ class DuckDBStore:
         except duckdb.Error as exc:
             raise StorageError(f"cannot open {self.path}: {exc}") from exc
         self._write_lock = threading.Lock()
-        self._create_schema()
+        try:
+            self._create_schema()
+        except BaseException:
+            self._con.close()  # a refused or failed store is not left open (nor locked)
+            raise
         self._attr_by_field: dict[str, AttrColumn] = {}
         self._attr_by_name: dict[str, list[AttrColumn]] = {}
         self._attr_ids: dict[str, int] = {}
@@ -119,17 +123,24 @@ class DuckDBStore:
             raise StorageError(f"{self.path}: store schema version {version} is not supported")
         con = self._con
         con.execute("BEGIN")
-        con.execute(
-            f"ALTER TABLE events ALTER COLUMN trace_id SET DATA TYPE {trace_ids.SQL_TYPE} "
-            f"USING {trace_ids.FROM_BLOB_SQL}"
-        )
-        if version in (1, 2):
-            for sql in rebuild_sql():
-                con.execute(sql)
-        con.execute(
-            "UPDATE store_state SET value = ? WHERE key = 'schema_version'", [SCHEMA_VERSION]
-        )
-        con.execute("COMMIT")
+        try:
+            con.execute(
+                f"ALTER TABLE events ALTER COLUMN trace_id SET DATA TYPE {trace_ids.SQL_TYPE} "
+                f"USING {trace_ids.FROM_BLOB_SQL}"
+            )
+            if version in (1, 2):
+                for sql in rebuild_sql():
+                    con.execute(sql)
+            con.execute(
+                "UPDATE store_state SET value = ? WHERE key = 'schema_version'", [SCHEMA_VERSION]
+            )
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            con.execute("ROLLBACK")
+            raise StorageError(
+                f"{self.path}: migrating the store from schema {version} failed "
+                f"(the store is unchanged): {exc}"
+            ) from exc
 
     def _load_attr_columns(self) -> None:
         rows = self._con.execute(

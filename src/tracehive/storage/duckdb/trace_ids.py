@@ -34,31 +34,23 @@ def split(trace_ids: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, pa.Array]:
     """A column of 16-byte ids (or nulls) -> its high and low halves as ``uint64`` arrays with
     the same nulls. Any other length is a decoder bug: ``ValueError``."""
     ids = trace_ids.combine_chunks() if isinstance(trace_ids, pa.ChunkedArray) else trace_ids
-    n = len(ids)
-    valid = ids.is_valid()
     present = pc.drop_null(ids)
-    if len(present) and (
-        pc.min(pc.binary_length(present)).as_py() != 16
-        or pc.max(pc.binary_length(present)).as_py() != 16
-    ):
-        raise ValueError("trace ids must be 16 bytes")
-    halves = np.zeros((n, 2), dtype=">u8")
+    if len(present):
+        lengths = pc.binary_length(present)
+        if pc.min(lengths).as_py() != 16 or pc.max(lengths).as_py() != 16:
+            raise ValueError("trace ids must be 16 bytes")
+    null = ~ids.is_valid().to_numpy(zero_copy_only=False) if ids.null_count else None
+    halves = np.zeros((len(ids), 2), dtype=np.uint64)
     if len(present):
         raw = pc.cast(present, pa.binary(16)).buffers()[1]
-        data = np.frombuffer(raw, dtype=">u8", count=2 * len(present), offset=0)
-        if ids.null_count:
-            mask = np.asarray(valid.to_numpy(zero_copy_only=False), dtype=bool)
-            halves[mask] = data.reshape(-1, 2)
+        data = np.frombuffer(raw, dtype=">u8", count=2 * len(present)).reshape(-1, 2)
+        if null is None:
+            halves[:] = data
         else:
-            halves[:] = data.reshape(-1, 2)
-    nulls = None if not ids.null_count else pc.invert(valid)
-    hi = pa.array(halves[:, 0].astype(np.uint64), pa.uint64(), mask=_mask(nulls))
-    lo = pa.array(halves[:, 1].astype(np.uint64), pa.uint64(), mask=_mask(nulls))
+            halves[~null] = data
+    hi = pa.array(halves[:, 0], pa.uint64(), mask=null)
+    lo = pa.array(halves[:, 1], pa.uint64(), mask=null)
     return hi, lo
-
-
-def _mask(nulls: pa.Array | None) -> np.ndarray | None:
-    return None if nulls is None else np.asarray(nulls.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def id_table(ids: list[bytes]) -> pa.Table:
