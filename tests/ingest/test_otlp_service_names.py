@@ -33,12 +33,6 @@ from tracehive.ingest import otlp
 from tracehive.ingest.otlp.common import INVALID_SERVICE_NAME, MAX_ATTR_KEYS, routable
 from tracehive.tenancy.names import InvalidName, validate_dataset_name
 
-try:
-    from tracehive.ingest import _otlp_fast as fast  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover
-    fast = None
-needs_c = pytest.mark.skipif(not otlp.ACCELERATED, reason="the C decoder is not built")
-
 NOW = 1_700_000_000_000_000_000
 IDS_REASON = "invalid trace_id or span_id"
 
@@ -243,13 +237,6 @@ def test_the_rule_is_the_catalogs(name):
     stripped = name.strip()
     assert routable(stripped or "unknown_service") == (not stripped or _valid_name(stripped))
     assert d.accepted == (1 if not stripped or _valid_name(stripped) else 0)
-
-
-@needs_c
-def test_c_exposes_the_name_limit():
-    from tracehive.tenancy.names import MAX_DATASET_NAME
-
-    assert fast.MAX_DATASET_NAME == MAX_DATASET_NAME
 
 
 # ---------------------------------------------------------------------------------------------

@@ -41,8 +41,8 @@
  * once per row (row_emit), in the reference's order.  The rest of the body is then not read, so a
  * body that is also malformed further on reports the limit.
  *
- * A resource whose service.name is not a valid dataset name (longer than MAX_DATASET_NAME
- * characters or with a C0/C1 control character, after stripping: tenancy/names.py's rule) has
+ * A resource whose service.name is not a valid dataset name (after stripping; the rule is
+ * tenancy.names.validate_dataset_name, called once per resource) has
  * its spans rejected and counted (rejected_service), after the checks ParseFromString makes on
  * them; it contributes nothing to the limits.
  *
@@ -89,7 +89,6 @@
 #ifndef MAX_SLOTS
 #define MAX_SLOTS 20000000     /* attribute columns (key, type) x rows: the dense output */
 #endif
-#define MAX_DATASET_NAME 255   /* tenancy/names.py: MAX_DATASET_NAME */
 #define XSTR(x) #x
 #define STR(x) XSTR(x)
 static const char MSG_TOO_MANY_ROWS[] =
@@ -140,6 +139,8 @@ static PyObject *g_empty_str;
 static PyObject *g_one;
 static PyObject *g_json_encode; /* json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode */
 static PyObject *g_str_strip;   /* "strip" */
+/* tracehive.tenancy.names.validate_dataset_name and the InvalidName it raises: the one rule */
+static PyObject *g_validate_dataset_name, *g_invalid_name;
 
 /* ------------------------------------------------------------------------------------------ */
 /* Decoder state                                                                               */
@@ -1355,19 +1356,18 @@ static int parse_resource(Dec *d, const uint8_t *p, const uint8_t *end, int dept
     return 0;
 }
 
-/* A stripped, non-empty service.name is a valid dataset name (tenancy/names.py): at most
- * MAX_DATASET_NAME characters, none of them a C0 or C1 control character (or DEL). */
+/* 1 when a stripped, non-empty service.name is a valid dataset name, 0 when the catalog's rule
+ * (tenancy.names.validate_dataset_name) refuses it, -1 on any other error. */
 static int name_routable(PyObject *s)
 {
-    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
-    if (n > MAX_DATASET_NAME) return 0;
-    int kind = PyUnicode_KIND(s);
-    const void *data = PyUnicode_DATA(s);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
-        if (ch < 0x20 || (ch >= 0x7f && ch <= 0x9f)) return 0;
+    PyObject *ok = PyObject_CallOneArg(g_validate_dataset_name, s);
+    if (ok) {
+        Py_DECREF(ok);
+        return 1;
     }
-    return 1;
+    if (!PyErr_ExceptionMatches(g_invalid_name)) return -1;
+    PyErr_Clear();
+    return 0;
 }
 
 /* dataset/service from the resource's service.name (the last one; a non-empty string). */
@@ -1388,7 +1388,7 @@ static int resource_service(Dec *d, Res *r)
             r->dataset = st;
             r->service = ref(st);
             r->routable = name_routable(st);
-            return 0;
+            return r->routable < 0 ? -1 : 0;
         }
         Py_DECREF(st);
     }
@@ -2207,6 +2207,13 @@ PyMODINIT_FUNC PyInit__otlp_fast(void)
         !(g_one = PyLong_FromLong(1)))
         return NULL;
 
+    PyObject *names = PyImport_ImportModule("tracehive.tenancy.names");
+    if (!names) return NULL;
+    g_validate_dataset_name = PyObject_GetAttrString(names, "validate_dataset_name");
+    g_invalid_name = PyObject_GetAttrString(names, "InvalidName");
+    Py_DECREF(names);
+    if (!g_validate_dataset_name || !g_invalid_name) return NULL;
+
     PyObject *json = PyImport_ImportModule("json");
     if (!json) return NULL;
     PyObject *enc_cls = PyObject_GetAttrString(json, "JSONEncoder");
@@ -2240,8 +2247,7 @@ PyMODINIT_FUNC PyInit__otlp_fast(void)
         PyModule_AddIntConstant(m, "MAX_ROWS", MAX_ROWS) < 0 ||
         PyModule_AddIntConstant(m, "MAX_ATTR_KEYS", MAX_ATTR_KEYS) < 0 ||
         PyModule_AddIntConstant(m, "MAX_CELLS", MAX_CELLS) < 0 ||
-        PyModule_AddIntConstant(m, "MAX_SLOTS", MAX_SLOTS) < 0 ||
-        PyModule_AddIntConstant(m, "MAX_DATASET_NAME", MAX_DATASET_NAME) < 0) {
+        PyModule_AddIntConstant(m, "MAX_SLOTS", MAX_SLOTS) < 0) {
         Py_DECREF(m);
         return NULL;
     }

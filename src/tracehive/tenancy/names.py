@@ -47,8 +47,9 @@ def _validate(name: object, what: str, max_len: int) -> str:
 def validate_dataset_name(name: str) -> str:
     """The trimmed name, or ``InvalidName`` unless it is 1..255 characters without controls.
 
-    The OTLP decoders apply this rule to ``service.name`` (``ingest/otlp/common.py``) and the C
-    decoder restates it (``ingest/_otlp_fast.c``; a test compares the two): change all three."""
+    The OTLP decoders apply this rule to ``service.name``: the Python ones through
+    ``ingest/otlp/common.py``'s ``routable``, the C one by calling this function once per
+    resource (``ingest/_otlp_fast.c``)."""
     return _validate(name, "dataset", MAX_DATASET_NAME)
 
 

@@ -226,8 +226,8 @@ def dataset_and_service(resource: dict[str, TypedValue]) -> tuple[str, str | Non
 
 def routable(dataset: str) -> bool:
     """Whether ``dataset`` (from ``dataset_and_service``) is a name the catalog accepts. When it
-    is not, the resource's items are rejected (module docstring); the C decoder checks the same
-    rule (at most 255 characters, no C0/C1 control character, after stripping)."""
+    is not, the resource's items are rejected (module docstring); the C decoder calls the same
+    ``validate_dataset_name``."""
     try:
         validate_dataset_name(dataset)
     except InvalidName:
