@@ -190,7 +190,7 @@ def bench(store: DuckDBStore, rows: int, runs: int) -> None:
     (tid,) = cur.execute(f"SELECT trace_id FROM events LIMIT 1 OFFSET {rows // 2}").fetchone()
     naive = timed(
         lambda: cur.execute(
-            "SELECT * FROM events WHERE env_id = 1 AND trace_id = ?", [tid]
+            "SELECT * FROM events WHERE env_id = 1 AND trace_id = CAST(? AS UHUGEINT)", [tid]
         ).fetchall(),
         runs,
     )

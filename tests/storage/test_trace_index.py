@@ -167,3 +167,48 @@ def test_a_failed_migration_names_the_cause_and_leaves_the_store_as_it_was(tmp_p
         assert types == [("BLOB",)]
     finally:
         con.close()
+
+
+AWKWARD_IDS = [
+    (0xABCD).to_bytes(16, "big"),  # a 64-bit id zero-padded (B3/Jaeger style): a small int
+    (2**63 - 1).to_bytes(16, "big"),
+    (2**64 + 7).to_bytes(16, "big"),
+    (2**127 - 3).to_bytes(16, "big"),  # these two differ in low bits only: equal as doubles
+    (2**127 - 2).to_bytes(16, "big"),
+    (2**128 - 1).to_bytes(16, "big"),
+]
+
+
+def test_every_id_magnitude_finds_exactly_its_trace(tmp_path):
+    """DuckDB binds a Python int by its size; an uncast ``trace_id = ?`` failed on small ids
+    and matched neighbouring large ones (compared as DOUBLE)."""
+    store = DuckDBStore(tmp_path / "store.duckdb")
+    try:
+        fx = Fixture(store)
+        fx.add([s for i, tid in enumerate(AWKWARD_IDS) for s in _spans(tid, i + 1)])
+        for i, tid in enumerate(AWKWARD_IDS):
+            rows = store.get_trace(1, tid)
+            assert [r["trace.trace_id"] for r in rows] == [tid.hex()] * (i + 1)
+            for value in (tid.hex(), f"1-{tid.hex()[:8]}-{tid.hex()[8:]}"):
+                out = fx.run(
+                    {
+                        "calculations": [{"op": "COUNT"}],
+                        "filters": [{"column": "trace.trace_id", "op": "=", "value": value}],
+                        "start_time": T0_S,
+                        "end_time": T0_S + 60,
+                    }
+                )
+                assert [r["COUNT"] for r in out.results] == [i + 1]
+        out = fx.run(
+            {
+                "calculations": [{"op": "COUNT"}],
+                "filters": [
+                    {"column": "trace.trace_id", "op": "in", "value": [AWKWARD_IDS[3].hex()]}
+                ],
+                "start_time": T0_S,
+                "end_time": T0_S + 60,
+            }
+        )
+        assert [r["COUNT"] for r in out.results] == [4]
+    finally:
+        store.close()

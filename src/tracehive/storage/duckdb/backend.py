@@ -485,7 +485,8 @@ class DuckDBStore:
             + [c.physical for c in attrs]
         )
         sql = (
-            f"SELECT {select} FROM events WHERE env_id = ? AND ({seq_filter}) AND trace_id = ? "
+            f"SELECT {select} FROM events WHERE env_id = ? AND ({seq_filter}) "
+            f"AND trace_id = {trace_ids.param_sql('?')} "
             "ORDER BY ts_ns"
         )
         rel = cur.execute(sql, [env_id, *seqs, trace_ids.to_int(trace_id)])

@@ -261,9 +261,13 @@ def _ids(part: Part, op: str, value: Any, params: Params, lenient: bool) -> str 
                 raise  # the caller names the field
     if not ids:
         return None
+    if part.literal == "trace_id":
+        placeholders = [trace_ids.param_sql(params(i)) for i in dict.fromkeys(ids)]
+    else:
+        placeholders = [params(i) for i in dict.fromkeys(ids)]
     if op == "=":
-        return f"({part.physical} = {params(ids[0])})"
-    return f"({part.physical} IN ({', '.join(params(i) for i in dict.fromkeys(ids))}))"
+        return f"({part.physical} = {placeholders[0]})"
+    return f"({part.physical} IN ({', '.join(placeholders)}))"
 
 
 def _trace_id(text: str) -> int:

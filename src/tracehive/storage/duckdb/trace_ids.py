@@ -26,8 +26,16 @@ FROM_BLOB_SQL = "('0x' || hex(trace_id))::UHUGEINT"
 
 
 def to_int(trace_id: bytes) -> int:
-    """A query parameter (DuckDB binds a Python int to a UHUGEINT comparison)."""
+    """The id as a query parameter; compare it through ``param_sql``."""
     return int.from_bytes(trace_id, "big")
+
+
+def param_sql(placeholder: str) -> str:
+    """A trace-id parameter in SQL. The cast is required: DuckDB binds a Python int by its size
+    (BIGINT, UBIGINT, HUGEINT), and ``trace_id = ?`` then casts the column to BIGINT (an error
+    on any larger id in the rows read) or compares a HUGEINT as DOUBLE (ids that differ only in
+    their low bits match each other)."""
+    return f"CAST({placeholder} AS {SQL_TYPE})"
 
 
 def split(trace_ids: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, pa.Array]:
