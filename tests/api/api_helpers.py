@@ -1,5 +1,5 @@
 """Helpers shared by the API tests (imported by name, like ``query_fixtures``): wait for the
-pipeline, run a query through ``/1/queries`` + ``/1/query_results``."""
+pipeline, run a query through ``/1/queries`` + ``/1/query_results``, export spans over gRPC."""
 
 from __future__ import annotations
 
@@ -36,3 +36,18 @@ def run_query(client, dataset, spec, timeout=30):
 def query_rows(client, dataset, spec, timeout=30):
     """The result rows' data of ``run_query``."""
     return [row["data"] for row in run_query(client, dataset, spec, timeout)["data"]["results"]]
+
+
+def export_traces_grpc(server, key, body: bytes, timeout=10):
+    """One OTLP/gRPC trace export of a serialized request with ``key``: the
+    ``ExportTraceServiceResponse`` (a refusal raises ``grpc.RpcError``)."""
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    with grpc.insecure_channel(server.grpc_url.replace("http://", "")) as channel:
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=None,
+            response_deserializer=trace_service_pb2.ExportTraceServiceResponse.FromString,
+        )
+        return export(body, metadata=(("x-honeycomb-team", key),), timeout=timeout)

@@ -9,9 +9,8 @@ import logging
 import time
 import uuid
 
-import grpc
 import pytest
-from api_helpers import query_rows, wait_flushed
+from api_helpers import export_traces_grpc, query_rows, wait_flushed
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
     OTLPLogExporter as GrpcLogExporter,
 )
@@ -449,15 +448,6 @@ def test_partial_success_protobuf(client):
 
 def test_partial_success_grpc(server, key):
     good = uuid.uuid4().bytes
-    with grpc.insecure_channel(server.grpc_url.replace("http://", "")) as channel:
-        export = channel.unary_unary(
-            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            request_serializer=None,
-            response_deserializer=trace_service_pb2.ExportTraceServiceResponse.FromString,
-        )
-        response = export(
-            _pb_request(good, bytes(16)),  # an all-zero trace id is invalid too
-            metadata=(("x-honeycomb-team", key),),
-            timeout=10,
-        )
+    # an all-zero trace id is invalid too
+    response = export_traces_grpc(server, key, _pb_request(good, bytes(16)))
     assert response.partial_success.rejected_spans == 1

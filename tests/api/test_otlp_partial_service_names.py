@@ -11,7 +11,7 @@ import uuid
 
 import grpc
 import pytest
-from api_helpers import query_rows, wait_flushed
+from api_helpers import export_traces_grpc, query_rows, wait_flushed
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
@@ -126,17 +126,7 @@ def test_json_partial_success(client):
 
 def test_grpc_partial_success(server, key, client):
     trace_id = uuid.uuid4().bytes
-    with grpc.insecure_channel(server.grpc_url.replace("http://", "")) as channel:
-        export = channel.unary_unary(
-            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            request_serializer=None,
-            response_deserializer=trace_service_pb2.ExportTraceServiceResponse.FromString,
-        )
-        response = export(
-            _mixed_request("grpc-good", trace_id),
-            metadata=(("x-honeycomb-team", key),),
-            timeout=10,
-        )
+    response = export_traces_grpc(server, key, _mixed_request("grpc-good", trace_id))
     assert response.partial_success.rejected_spans == 3
     assert response.partial_success.error_message == f"3 spans rejected: {INVALID_SERVICE_NAME}"
     _check_stored(client, "grpc-good", trace_id)
@@ -231,13 +221,7 @@ def test_dense_limit_is_a_400(client, amplification):
 
 
 def test_dense_limit_over_grpc_is_invalid_argument(server, key, amplification):
-    with grpc.insecure_channel(server.grpc_url.replace("http://", "")) as channel:
-        export = channel.unary_unary(
-            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            request_serializer=None,
-            response_deserializer=trace_service_pb2.ExportTraceServiceResponse.FromString,
-        )
-        with pytest.raises(grpc.RpcError) as info:
-            export(amplification, metadata=(("x-honeycomb-team", key),), timeout=30)
+    with pytest.raises(grpc.RpcError) as info:
+        export_traces_grpc(server, key, amplification, timeout=30)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details() == TOO_MANY_SLOTS

@@ -46,6 +46,7 @@ from tracehive.ingest.honeycomb import (
     MSG_STRING_TOO_LONG,
     MSG_TOO_MANY_COLUMNS,
     EventError,
+    _loads,
     parse_event_time,
     parse_samplerate,
 )
@@ -143,15 +144,6 @@ class _Rows:
             batch.attrs[attr_key] = values
         batch.n = n
         return batch
-
-
-def _loads(body: bytes) -> Any:
-    if not body or body.isspace():
-        raise EventError(MSG_EMPTY)
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise EventError(MSG_MALFORMED) from None
 
 
 # --- public entry points ------------------------------------------------------------------------

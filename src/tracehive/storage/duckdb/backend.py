@@ -402,12 +402,12 @@ class DuckDBStore:
         with self._names_lock:  # built and cached atomically with respect to _note_written
             names = self._scoped_names.get(key)
             if names is None:
-                ids: set[int] = set()
+                col_ids: set[int] = set()
                 for dataset_id, cols in self._written.get(scope.env_id, {}).items():
-                    if scope.dataset_ids is None or dataset_id in scope.dataset_ids:
-                        ids |= cols
+                    if ids is None or dataset_id in ids:
+                        col_ids |= cols
                 by_name: dict[str, list[AttrColumn]] = {}
-                for col_id in sorted(ids):
+                for col_id in sorted(col_ids):
                     col = self._attr_by_id.get(col_id)
                     if col is not None:
                         by_name.setdefault(col.name, []).append(col)

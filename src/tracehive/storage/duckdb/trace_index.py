@@ -29,21 +29,16 @@ def trace_key(trace_id: bytes) -> int:
     return int.from_bytes(trace_id[:KEY_BYTES], "big")
 
 
+def keys_of(high_halves: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """The index key of each trace id, in order, as uint64, from the ids' high 64 bits
+    (``trace_ids.split``; no nulls)."""
+    return np.asarray(high_halves, dtype=np.uint64) >> np.uint64(64 - 8 * KEY_BYTES)
+
+
 def trace_keys(high_halves: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Distinct index keys, sorted, as uint64, of a column of trace ids given by their high
-    64 bits (``trace_ids.split``; nulls are rows without a trace)."""
-    hi = pc.drop_null(high_halves)
-    if isinstance(hi, pa.ChunkedArray):
-        hi = hi.combine_chunks()
-    return np.unique(hi.to_numpy(zero_copy_only=False) >> np.uint64(64 - 8 * KEY_BYTES))
-
-
-def keys_of(ids: list[bytes]) -> np.ndarray:
-    """The index key of each 16-byte trace id, in order, as uint64."""
-    raw = np.frombuffer(b"".join(ids), dtype=np.uint8).reshape(-1, 16)
-    wide = np.zeros((len(raw), 8), dtype=np.uint8)
-    wide[:, 8 - KEY_BYTES :] = raw[:, :KEY_BYTES]
-    return wide.view(">u8").ravel().astype(np.uint64)
+    """Distinct index keys, sorted, of a column of trace ids given by their high 64 bits
+    (nulls are rows without a trace)."""
+    return np.unique(keys_of(pc.drop_null(high_halves)))
 
 
 def rebuild_sql() -> list[str]:

@@ -426,7 +426,8 @@ def _index_gap(what: str) -> None:
 
 def _id_table(ids: list[bytes]) -> pa.Table:
     """Trace ids (``trace_ids.id_table``) with their trace-index keys (``trace_index.keys_of``)."""
-    return trace_ids.id_table(ids).append_column("trace_key", pa.array(keys_of(ids)))
+    table = trace_ids.id_table(ids)
+    return table.append_column("trace_key", pa.array(keys_of(table.column(trace_ids.HI))))
 
 
 def _seq_filter(seqs: list[int]) -> str:
